@@ -1,0 +1,1 @@
+"""One module per measurement, over runtime backends behind one small interface."""

@@ -1,0 +1,1 @@
+"""quantcompare harness: CLI, run configuration, pipeline, cache, results schema, release gate."""

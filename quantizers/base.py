@@ -1,0 +1,126 @@
+"""The quantizer adapter interface and the manifest every artifact carries."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    """What was made, from what, by which tool, how: enough to trust or rebuild an artifact."""
+
+    variant: str
+    format: str  # hf-safetensors | gguf | hf-awq-gemm | hf-compressed-tensors
+    artifact: str  # path of the model file or folder, relative to the variant folder
+    tool: str
+    tool_versions: dict[str, str]
+    recipe: dict[str, Any]
+    source_sha256: str
+    cache_key: str
+    wall_time_s: float
+    size_bytes: int
+    calibration_sha256: str | None = None
+    notes: list[str] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Manifest":
+        data = json.loads((folder / MANIFEST).read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def save(self, folder: Path) -> None:
+        tmp = folder / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2))
+        tmp.replace(folder / MANIFEST)
+
+
+@dataclass
+class BuildContext:
+    """What an adapter may use: the source, finished upstream variants, calibration, threads."""
+
+    source: Any  # harness.source.Source
+    upstream: dict[str, tuple[Path, Manifest]]
+    calibration: Path
+    threads: int
+    log: Any = print
+
+
+class QuantizerError(RuntimeError):
+    """A quantization tool failed; the message says which and why."""
+
+
+class Quantizer(ABC):
+    """One adapter per output format."""
+
+    variant: str
+    needs: tuple[str, ...] = ()
+
+    @abstractmethod
+    def recipe(self, ctx: BuildContext) -> dict[str, Any]:
+        """Everything that changes the artifact's bytes, besides the source and tool versions."""
+
+    @abstractmethod
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the tools that write the artifact."""
+
+    @abstractmethod
+    def build(self, ctx: BuildContext, dest: Path) -> Manifest:
+        """Write the artifact into `dest` (an empty folder) and return its manifest."""
+
+    def cache_key(self, ctx: BuildContext) -> str:
+        parts = {
+            "variant": self.variant,
+            "source": ctx.source.sha256,
+            "recipe": self.recipe(ctx),
+            "tools": self.tool_versions(),
+            "upstream": {k: m.cache_key for k, (_, m) in sorted(ctx.upstream.items()) if k in self.needs},
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def folder_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name != MANIFEST)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_tool(cmd: list[str], what: str, env: dict | None = None, log=print, cwd: Path | None = None) -> str:
+    """Run a tool subprocess, stream its last lines on failure; return its stdout+stderr."""
+    full_env = dict(os.environ)
+    full_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd)
+    out = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0:
+        tail = " | ".join(l.strip() for l in out.strip().splitlines()[-4:])
+        raise QuantizerError(f"{what} failed (exit {proc.returncode}): {tail[-600:]}")
+    return out

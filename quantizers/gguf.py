@@ -1,0 +1,91 @@
+"""GGUF variants made by llama.cpp's own tools: convert_hf_to_gguf.py (F16) and its quantizer (Q4_K_M)."""
+from __future__ import annotations
+
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from harness.errors import ToolMissing
+from harness.paths import LLAMA_CPP_SRC
+from quantizers.base import BuildContext, Manifest, Quantizer, file_sha256, folder_size, run_tool
+
+_converter_sha: str | None = None
+
+
+def converter_path() -> Path:
+    path = LLAMA_CPP_SRC / "convert_hf_to_gguf.py"
+    if not path.is_file():
+        raise ToolMissing(f"llama.cpp's converter is missing ({path}); run `make setup`")
+    return path
+
+
+def llama_cpp_python_version() -> str:
+    try:
+        return metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:
+        raise ToolMissing("llama-cpp-python is not installed; run `make setup`") from None
+
+
+class GgufF16Quantizer(Quantizer):
+    """Format-only reference: the same weights as fp16, written by llama.cpp's converter."""
+
+    variant = "gguf-f16"
+    needs = ("fp16",)
+
+    def recipe(self, ctx: BuildContext) -> dict:
+        return {"outtype": "f16"}
+
+    def tool_versions(self) -> dict[str, str]:
+        global _converter_sha
+        if _converter_sha is None:
+            _converter_sha = file_sha256(converter_path())[:16]
+        return {"llama_cpp_python": llama_cpp_python_version(), "convert_hf_to_gguf.py": _converter_sha}
+
+    def build(self, ctx: BuildContext, dest: Path) -> Manifest:
+        fp16_dir, fp16_manifest = ctx.upstream["fp16"]
+        src = fp16_dir / fp16_manifest.artifact
+        out = dest / "model-f16.gguf"
+        t0 = time.time()
+        ctx.log(f"[gguf-f16] convert_hf_to_gguf.py --outtype f16 ({src.name})")
+        run_tool(
+            [sys.executable, str(converter_path()), str(src), "--outtype", "f16", "--outfile", str(out)],
+            "convert_hf_to_gguf.py",
+            env={"PYTHONPATH": str(LLAMA_CPP_SRC / "gguf-py"), "NO_LOCAL_GGUF": ""},
+        )
+        return Manifest(
+            variant=self.variant, format="gguf", artifact=out.name, tool="llama.cpp convert_hf_to_gguf.py",
+            tool_versions=self.tool_versions(), recipe=self.recipe(ctx), source_sha256=ctx.source.sha256,
+            cache_key="", wall_time_s=round(time.time() - t0, 2), size_bytes=folder_size(out),
+        )
+
+
+class GgufQ4KMQuantizer(Quantizer):
+    """Q4_K_M from the F16 GGUF through llama.cpp's quantizer (llama_model_quantize)."""
+
+    variant = "gguf-q4_k_m"
+    needs = ("gguf-f16",)
+
+    def recipe(self, ctx: BuildContext) -> dict:
+        return {"ftype": "Q4_K_M", "imatrix": None}
+
+    def tool_versions(self) -> dict[str, str]:
+        return {"llama_cpp_python": llama_cpp_python_version()}
+
+    def build(self, ctx: BuildContext, dest: Path) -> Manifest:
+        f16_dir, f16_manifest = ctx.upstream["gguf-f16"]
+        out = dest / "model-q4_k_m.gguf"
+        t0 = time.time()
+        ctx.log("[gguf-q4_k_m] llama_model_quantize Q4_K_M")
+        log = run_tool(
+            [sys.executable, "-m", "quantizers.gguf_quantize_worker", str(f16_dir / f16_manifest.artifact),
+             str(out), "Q4_K_M", str(ctx.threads)],
+            "llama_model_quantize",
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        notes = [l.strip() for l in log.splitlines() if "fallback" in l.lower()][:5]
+        return Manifest(
+            variant=self.variant, format="gguf", artifact=out.name, tool="llama.cpp llama_model_quantize",
+            tool_versions=self.tool_versions(), recipe=self.recipe(ctx), source_sha256=ctx.source.sha256,
+            cache_key="", wall_time_s=round(time.time() - t0, 2), size_bytes=folder_size(out), notes=notes,
+        )
