@@ -58,6 +58,8 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             top1_w.append(float(top1_agree(top, logp).mean()))
         progress(f"window {w + 1}/{win.n_windows}")
     elapsed = time.perf_counter() - t0
+    if write_ref:
+        (ref_dir / "COMPLETE").write_text(f"{win.n_windows} windows, top-{spec['kld_top_k']}\n")
     out = {
         "window_nll": window_nll,
         "scored_tokens": win.n_windows * win.scored_per_window,

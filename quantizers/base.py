@@ -92,9 +92,11 @@ class Quantizer(ABC):
 
 
 def folder_size(path: Path) -> int:
+    """Bytes of the model weights: a GGUF file whole (its vocabulary included), or a folder's
+    weight files (tokenizer and config files are not counted)."""
     if path.is_file():
         return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name != MANIFEST)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin"))
 
 
 def file_sha256(path: Path) -> str:

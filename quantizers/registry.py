@@ -1,7 +1,7 @@
 """Which adapter makes which variant."""
 from __future__ import annotations
 
-from quantizers.awq import AwqQuantizer
+from quantizers.awq_int4 import AwqQuantizer
 from quantizers.base import Quantizer
 from quantizers.fp16 import Fp16Quantizer
 from quantizers.gguf import GgufF16Quantizer, GgufQ4KMQuantizer

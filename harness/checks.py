@@ -1,0 +1,49 @@
+"""Distrust outputs: flag broken variants and runtime disagreements, loudly."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+BROKEN_PPL_RATIO = 1.5  # a variant whose PPL is 50% above fp16's is broken, not "lossy"
+WARN_PPL_RATIO = 1.25
+FORMAT_TOLERANCE = 0.005  # gguf-f16 vs fp16 must agree within 0.5% (same weights)
+
+
+@dataclass
+class Flag:
+    level: str  # "broken" | "error" | "warning"
+    variant: str
+    runtime: str | None
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_cells(ppl: dict[tuple[str, str], float], reference: tuple[str, str] | None,
+                failed: dict[tuple[str, str], str], variant_errors: dict[str, str]) -> list[Flag]:
+    flags: list[Flag] = []
+    for v, err in variant_errors.items():
+        flags.append(Flag("error", v, None, f"variant could not be built: {err}"))
+    for (v, r), err in failed.items():
+        flags.append(Flag("error", v, r, f"evaluation failed: {err}"))
+    for (v, r), p in ppl.items():
+        if not (p == p) or p in (float("inf"),):
+            flags.append(Flag("broken", v, r, "perplexity is not finite"))
+    if reference is None or reference not in ppl:
+        return flags
+    ref = ppl[reference]
+    for (v, r), p in ppl.items():
+        if (v, r) == reference or not (p == p):
+            continue
+        ratio = p / ref
+        if v == "gguf-f16":
+            if abs(ratio - 1) > FORMAT_TOLERANCE:
+                flags.append(Flag("warning", v, r, f"same weights as fp16 but PPL differs by {100 * (ratio - 1):+.2f}% "
+                                                   f"(> {100 * FORMAT_TOLERANCE:.1f}%): runtime or conversion mismatch"))
+            continue
+        if ratio > BROKEN_PPL_RATIO:
+            flags.append(Flag("broken", v, r, f"BROKEN: PPL {p:.4g} is {ratio:.2f}x fp16's {ref:.4g} "
+                                              f"(limit {BROKEN_PPL_RATIO}x); not reported as a result"))
+        elif ratio > WARN_PPL_RATIO:
+            flags.append(Flag("warning", v, r, f"PPL {100 * (ratio - 1):+.1f}% vs fp16 (more than {100 * (WARN_PPL_RATIO - 1):.0f}%)"))
+    return flags

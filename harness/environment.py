@@ -1,0 +1,68 @@
+"""What ran where: versions, hardware, threads, git commit — recorded in results.json."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+
+from harness.paths import REPO_ROOT
+
+MAIN_PACKAGES = ("torch", "transformers", "llama_cpp_python", "numpy", "pandas", "matplotlib", "safetensors",
+                 "tokenizers", "gguf", "compressed-tensors", "accelerate")
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions(names=MAIN_PACKAGES) -> dict[str, str]:
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def describe(threads: int, seed: int) -> dict:
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+        mem = psutil.virtual_memory().total
+    except Exception:
+        physical, mem = None, None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_logical": os.cpu_count(),
+        "cpu_physical": physical,
+        "memory_bytes": mem,
+        "gpu": None,
+        "threads": threads,
+        "seed": seed,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "omp_wait_policy": "PASSIVE",
+    }

@@ -1,0 +1,207 @@
+"""source -> variants -> evaluations -> results.json / results.csv / report.html."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.backends import runtimes_for
+from evaluators.stats import mean_ci, paired_ppl_ratio_ci, ppl_ci
+from harness import environment
+from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
+from harness.checks import Flag, check_cells
+from harness.config import RunConfig
+from harness.evaluation_text import decode, prepare_windows
+from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
+from harness.schema import SCHEMA_VERSION, Row, write_csv, write_json_atomic
+from harness.source import resolve_source
+from harness.variants import build_variants
+
+REFERENCE = ("fp16", "transformers")
+CELL_TIMEOUT_S = 3600.0
+
+
+def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path) -> list[CellJob]:
+    """Every (variant, runtime) pair whose runtime reads the variant's format; reference first."""
+    code = evaluator_code_hash()
+    ref_dir = work / f"reference-{prepared.info['windows_sha256'][:12]}-k{cfg.eval.kld_top_k}"
+    jobs = []
+    for v, o in outcomes.items():
+        if o.manifest is None:
+            continue
+        for r in runtimes_for(o.manifest.format):
+            s = cfg.eval
+            spec = {
+                "variant": v, "runtime": r, "format": o.manifest.format,
+                "artifact": str(o.folder / o.manifest.artifact), "windows": str(prepared.path),
+                "windows_sha256": prepared.info["windows_sha256"], "n_ctx": s.n_ctx, "threads": s.threads,
+                "kld_top_k": s.kld_top_k, "prefill_tokens": s.prefill_tokens, "decode_tokens": s.decode_tokens,
+                "speed_repeats": s.speed_repeats, "sanity_prompt_ids": prepared.sanity_prompt_ids,
+                "sanity_new_tokens": 8, "tokenizer_probe": prepared.probe, "reference_dir": str(ref_dir),
+                "write_reference": (v, r) == REFERENCE, "seed": s.seed,
+            }
+            if (v, r) != REFERENCE and REFERENCE[0] not in outcomes:
+                spec["reference_dir"] = None
+            jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
+    jobs.sort(key=lambda j: (j.variant, j.runtime) != REFERENCE)
+    return jobs
+
+
+def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> list[CellOutcome]:
+    outcomes = []
+    ref_ok = True
+    for job in jobs:
+        if job.spec.get("reference_dir") and not job.spec.get("write_reference") and not ref_ok:
+            job.spec["reference_dir"] = None  # no reference: PPL and speed only
+        cached = None if cfg.force else load_cached(cells_dir, job)
+        if cached:
+            console.line(f"[eval] {job.variant} × {job.runtime}: cached result reused")
+            outcomes.append(cached)
+            continue
+        console.line(f"[eval] {job.variant} × {job.runtime}: {job.spec['n_ctx']}-token windows, {cfg.eval.threads} threads")
+        o = run_cell(job, cells_dir, console, CELL_TIMEOUT_S, cfg.eval.threads)
+        if o.ok:
+            console.line(f"[eval] {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
+        else:
+            console.alarm(f"[eval] {job.variant} × {job.runtime} FAILED: {o.error}")
+        if job.spec.get("write_reference") and not o.ok:
+            ref_ok = False
+        outcomes.append(o)
+    return outcomes
+
+
+def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int) -> list[Row]:
+    r = c.result
+    v, rt = c.variant, c.runtime
+    rows = []
+    p = ppl_ci(r["window_nll"])
+    rows.append(Row(v, rt, "ppl", p.value, p.ci_low, p.ci_high))
+    if ref is not None and ref is not c and len(ref.result["window_nll"]) == len(r["window_nll"]):
+        q = paired_ppl_ratio_ci(r["window_nll"], ref.result["window_nll"])
+        rows.append(Row(v, rt, "ppl_ratio_vs_fp16", q.value, q.ci_low, q.ci_high))
+    k = r.get("kld")
+    if k:
+        m = mean_ci(k["per_window_mean"])
+        rows.append(Row(v, rt, "kld_mean", m.value, m.ci_low, m.ci_high))
+        for name in ("median", "p99", "max"):
+            rows.append(Row(v, rt, f"kld_{name}", k["summary"][name]))
+        t = mean_ci(k["top1_per_window"])
+        rows.append(Row(v, rt, "top1_agreement", t.value, t.ci_low, t.ci_high))
+    rows.append(Row(v, rt, "size_bytes", float(size)))
+    rows.append(Row(v, rt, "bits_per_weight", size * 8.0 / n_params))
+    rows.append(Row(v, rt, "peak_rss_bytes", float(r["peak_rss_bytes"])))
+    sp = r.get("speed")
+    if sp:
+        for name in ("prefill", "decode"):
+            runs = sp[f"{name}_tok_s_runs"]
+            rows.append(Row(v, rt, f"{name}_tok_s", sp[f"{name}_tok_s"], min(runs), max(runs)))
+    rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
+    return rows
+
+
+def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console) -> dict:
+    ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
+    rows: list[Row] = []
+    ppl: dict[tuple[str, str], float] = {}
+    cell_docs = []
+    for c in cells:
+        doc = {"variant": c.variant, "runtime": c.runtime, "status": "ok" if c.ok else "failed",
+               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error}
+        if c.ok:
+            m = variant_outcomes[c.variant].manifest
+            rows += cell_rows(c, ref, source.n_params, m.size_bytes)
+            r = c.result
+            ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
+            doc.update({
+                "window_nll": r["window_nll"],
+                "window_ppl": [float(np.exp(x)) for x in r["window_nll"]],
+                "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
+                "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
+                "kld_percentiles": (r.get("kld") or {}).get("percentiles"),
+                "kld_top_k": (r.get("kld") or {}).get("top_k"),
+                "sanity_text": decode(source.path, r["sanity_tokens"][:8]) if r.get("sanity_tokens") else None,
+                "tokenizer_check": r.get("tokenizer_check"),
+                "speed": r.get("speed"),
+                "load_s": r.get("load_s"),
+                "eval_seconds": r.get("eval_seconds"),
+                "compute_dtype": r.get("compute_dtype"),
+                "versions": r.get("versions"),
+                "notes": r.get("notes", []),
+                "threads": r.get("threads"),
+            })
+        cell_docs.append(doc)
+    failed = {(c.variant, c.runtime): c.error for c in cells if not c.ok}
+    variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
+    flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
+    broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
+    for d in cell_docs:
+        if (d["variant"], d["runtime"]) in broken:
+            d["status"] = "broken"
+    for d in cell_docs:
+        tc = d.get("tokenizer_check")
+        if tc and not tc["identical"]:
+            flags.append(Flag("warning", d["variant"], d["runtime"],
+                              f"the runtime's own tokenizer differs from the source tokenizer (first at token {tc['first_difference']}); "
+                              "scoring is unaffected (every runtime gets the same token ids), generation from text would differ"))
+    notes = list(source.notes)
+    for o in variant_outcomes.values():
+        if o.manifest:
+            notes += [f"{o.variant}: {n}" for n in o.manifest.notes]
+    if ref and ref.result.get("kld") is None:
+        k = cfg.eval.kld_top_k
+        notes.append(f"KL divergence is taken over fp16's top-{k} tokens plus one bucket for all others: "
+                     f"exact when k is the vocabulary size, otherwise a lower bound.")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "quantcompare",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": {
+            "model_argument": cfg.model, "variants": list(cfg.variants), "eval": cfg.eval.as_dict(),
+            "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
+        },
+        "source": source.as_dict(),
+        "environment": environment.describe(cfg.eval.threads, cfg.eval.seed),
+        "windows": prepared.info,
+        "rows": [r.as_dict() for r in rows],
+        "cells": cell_docs,
+        "manifests": {v: o.manifest.as_dict() for v, o in variant_outcomes.items() if o.manifest},
+        "variant_errors": variant_errors,
+        "flags": [f.as_dict() for f in flags],
+        "notes": notes,
+    }
+
+
+def run_compare(cfg: RunConfig, console) -> int:
+    t_start = time.time()
+    source = resolve_source(cfg.model, progress=console.line)  # validates before OUT is touched
+    console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    text = cfg.eval_text or WIKITEXT_TEST
+    calib = cfg.calibration or CALIBRATION_TEXT
+    prepared = prepare_windows(source, text, cfg.eval, work)
+    info = prepared.info
+    console.line(f"[windows] {info['n_windows']} of {info['windows_available']} windows × {info['n_ctx']} tokens "
+                 f"from {info['text_file']}, {info['scored_tokens']} scored tokens")
+    variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console)
+    jobs = plan_cells(variant_outcomes, prepared, cfg, work)
+    cells = evaluate(jobs, out / "cells", cfg, console)
+    results = assemble(source, cfg, prepared, variant_outcomes, cells, console)
+    results["run"]["wall_s"] = round(time.time() - t_start, 1)
+    write_json_atomic(out / "results.json", results)
+    write_csv(out / "results.csv", results["rows"])
+    from reports.html import write_report
+    from reports.tables import terminal_table
+
+    write_report(results, out / "report.html")
+    console.line("")
+    console.line(terminal_table(results))
+    for f in results["flags"]:
+        (console.alarm if f["level"] in ("broken", "error") else console.line)(
+            f"{f['level'].upper()}: {f['variant']}{' × ' + f['runtime'] if f['runtime'] else ''}: {f['message']}")
+    console.line(f"\nwrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.html'} "
+                 f"in {time.time() - t_start:.1f} s")
+    bad = [f for f in results["flags"] if f["level"] in ("broken", "error")]
+    return 1 if bad else 0

@@ -1,0 +1,97 @@
+"""results.json: schema-versioned, one row per (variant, runtime, metric), written atomically."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+METRICS = {
+    "ppl": "",
+    "ppl_ratio_vs_fp16": "x",
+    "kld_mean": "nats",
+    "kld_median": "nats",
+    "kld_p99": "nats",
+    "kld_max": "nats",
+    "top1_agreement": "fraction",
+    "size_bytes": "bytes",
+    "bits_per_weight": "bits",
+    "peak_rss_bytes": "bytes",
+    "prefill_tok_s": "tok/s",
+    "decode_tok_s": "tok/s",
+    "eval_tok_s": "tok/s",
+}
+ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
+
+
+@dataclass
+class Row:
+    """One measurement. ci_low/ci_high: 95% CI over windows for quality metrics (paired for
+    ratios); min/max over the timed runs for speed; null where no interval applies."""
+
+    variant: str
+    runtime: str | None
+    metric: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}")
+        self.unit = self.unit or METRICS[self.metric]
+        for k in ("value", "ci_low", "ci_high"):
+            v = getattr(self, k)
+            if v is not None and not math.isfinite(v):
+                setattr(self, k, None if k != "value" else float("nan"))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _clean(obj):
+    """JSON has no NaN/Infinity: write null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=1, allow_nan=False))
+    tmp.replace(path)
+
+
+def validate(results: dict) -> list[str]:
+    """Problems with a results document (empty list when it is valid)."""
+    problems = []
+    if results.get("schema_version") != SCHEMA_VERSION:
+        problems.append(f"schema_version is {results.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    for key in ("rows", "environment", "manifests", "source", "windows", "cells", "flags"):
+        if key not in results:
+            problems.append(f"missing key {key!r}")
+    for i, row in enumerate(results.get("rows", [])):
+        if set(row) != set(ROW_KEYS):
+            problems.append(f"row {i} keys {sorted(row)} != {sorted(ROW_KEYS)}")
+            continue
+        if row["metric"] not in METRICS:
+            problems.append(f"row {i}: unknown metric {row['metric']!r}")
+        if not isinstance(row["value"], (int, float)) and row["value"] is not None:
+            problems.append(f"row {i}: value is not a number")
+    return problems
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=list(ROW_KEYS))
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)

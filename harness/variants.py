@@ -1,0 +1,75 @@
+"""Build (or reuse from the cache) every variant artifact under OUT/artifacts/<variant>/."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UserError
+from quantizers.base import BuildContext, Manifest, QuantizerError
+from quantizers.registry import make_quantizers
+
+
+@dataclass
+class VariantOutcome:
+    variant: str
+    folder: Path | None
+    manifest: Manifest | None
+    cached: bool = False
+    error: str | None = None
+
+
+def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console) -> dict[str, VariantOutcome]:
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    done: dict[str, tuple[Path, Manifest]] = {}
+    outcomes: dict[str, VariantOutcome] = {}
+    for q in make_quantizers(cfg.variants, cfg.awq):
+        missing = [n for n in q.needs if n not in done]
+        if missing:
+            outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=f"needs {', '.join(missing)}, which failed")
+            console.line(f"[{q.variant}] skipped: needs {', '.join(missing)}")
+            continue
+        ctx = BuildContext(source=source, upstream=dict(done), calibration=calibration, threads=cfg.eval.threads, log=console.line)
+        folder = artifacts_dir / q.variant
+        try:
+            key = q.cache_key(ctx)
+        except UserError:
+            raise
+        except Exception as e:  # a tool environment that cannot even report its versions
+            outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=str(e))
+            console.alarm(f"[{q.variant}] FAILED before building: {e}")
+            continue
+        if not cfg.force and (folder / "manifest.json").is_file():
+            try:
+                m = Manifest.load(folder)
+                if m.cache_key == key and (folder / m.artifact).exists():
+                    console.line(f"[{q.variant}] cached artifact reused ({folder / m.artifact}, key {key[:12]})")
+                    done[q.variant] = (folder, m)
+                    outcomes[q.variant] = VariantOutcome(q.variant, folder, m, cached=True)
+                    continue
+            except (OSError, ValueError, TypeError):
+                pass
+        tmp = artifacts_dir / f".{q.variant}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        console.line(f"[{q.variant}] building with {type(q).__name__} ...")
+        t0 = time.time()
+        try:
+            m = q.build(ctx, tmp)
+        except UserError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except (QuantizerError, OSError, ValueError, RuntimeError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=str(e))
+            console.alarm(f"[{q.variant}] FAILED: {e}")
+            continue
+        m.cache_key = key
+        m.save(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        console.line(f"[{q.variant}] done in {time.time() - t0:.1f} s, {m.size_bytes / 1e6:.1f} MB")
+        done[q.variant] = (folder, m)
+        outcomes[q.variant] = VariantOutcome(q.variant, folder, m)
+    return outcomes

@@ -1,0 +1,1 @@
+"""Tables (pandas) and plots (matplotlib) rendered into one self-contained HTML file."""

@@ -1,0 +1,98 @@
+"""One self-contained report.html: inline CSS, images as data URIs, no network needed."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from reports import plots
+from reports.tables import summary_frame
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0} th,td{border:1px solid #ccc;padding:.3em .5em;text-align:right}
+th{background:#f4f4f4} td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}
+.flag-broken,.flag-error{background:#fdd;border-left:6px solid #c00;padding:.5em 1em;margin:.4em 0;font-weight:600}
+.flag-warning{background:#fff6d6;border-left:6px solid #d90;padding:.5em 1em;margin:.4em 0}
+.note{color:#444;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+code{background:#f4f4f4;padding:0 .2em} .small{font-size:.8em;color:#555}
+tr.broken td{background:#fdd} tr.failed td{background:#eee;color:#777}
+"""
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if not png:
+        return f"<p class='note'>({html.escape(alt)}: no data)</p>"
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def _table(df) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, r in df.iterrows():
+        cls = r.get("status", "")
+        body.append(f"<tr class='{html.escape(str(cls))}'>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _kv_table(d: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in d.items())
+    return f"<table>{rows}</table>"
+
+
+def render(results: dict) -> str:
+    src = results["source"]
+    win = results["windows"]
+    env = results["environment"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>quantcompare: {html.escape(src['name'])}</title>"
+             f"<style>{CSS}</style></head><body>"]
+    parts.append(f"<h1>quantcompare — {html.escape(src['name'])}</h1>")
+    parts.append(f"<p class='small'>{html.escape(results['created_at'])} · {src['n_params'] / 1e6:.1f} M parameters "
+                 f"({html.escape(src['model_type'])}, source {html.escape(src['dtype'])}, {html.escape(src['origin'])}) · "
+                 f"{html.escape(env['cpu_model'])}, {env['threads']} threads · commit {html.escape(env['git_commit'][:12])}</p>")
+    for f in results["flags"]:
+        where = f["variant"] + (f" × {f['runtime']}" if f["runtime"] else "")
+        parts.append(f"<div class='flag-{f['level']}'>{html.escape(f['level'].upper())}: {html.escape(where)} — {html.escape(f['message'])}</div>")
+    parts.append("<h2>Summary</h2>")
+    parts.append(_table(summary_frame(results)))
+    parts.append(
+        f"<p class='note'>Perplexity on {html.escape(win['text_file'])}: {win['n_windows']} windows of {win['n_ctx']} tokens "
+        f"({win['scored_tokens']} scored tokens; {html.escape(win['protocol'])}). Every runtime scored the same token ids, "
+        "tokenized once with the source tokenizer. CIs are 95% t-intervals over windows; ΔPPL uses the paired per-window "
+        "difference against fp16 × transformers. Speed: median of the timed runs after a warm-up, batch 1; "
+        "bits per weight = bytes on disk × 8 / source parameter count.</p>")
+    parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results), "quality vs size"))
+    parts.append("<h2>Speed</h2>" + _img(plots.speed_bars(results), "speed"))
+    parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))
+    parts.append("<h2>KL divergence vs fp16</h2>" + _img(plots.kld_distribution(results), "KLD distribution"))
+    parts.append("<h2>Checks per cell</h2><table><tr><th>cell</th><th>status</th><th>greedy continuation of “The capital of France is”</th>"
+                 "<th>runtime tokenizer vs source</th><th>compute</th><th>notes</th></tr>")
+    for c in results["cells"]:
+        tc = c.get("tokenizer_check")
+        tcs = "—" if not tc else ("identical" if tc["identical"] else f"differs at token {tc['first_difference']}")
+        notes = "; ".join(c.get("notes") or []) or (c.get("error") or "")
+        parts.append(f"<tr class='{c['status']}'><td>{html.escape(c['variant'])} × {html.escape(c['runtime'])}</td><td>{c['status']}"
+                     f"{' (cached)' if c.get('cached') else ''}</td><td style='text-align:left'>{html.escape(repr(c.get('sanity_text')))}</td>"
+                     f"<td>{html.escape(tcs)}</td><td>{html.escape(str(c.get('compute_dtype') or '—'))}</td>"
+                     f"<td style='text-align:left'>{html.escape(notes)}</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
+    parts.append("<h2>Variants (manifests)</h2>")
+    for v, m in results["manifests"].items():
+        parts.append(f"<h3>{html.escape(v)}</h3>" + _kv_table({
+            "tool": m["tool"], "tool versions": json.dumps(m["tool_versions"]), "recipe": json.dumps(m["recipe"]),
+            "format": m["format"], "size": f"{m['size_bytes']:,} bytes", "build time": f"{m['wall_time_s']} s",
+            "calibration sha256": m.get("calibration_sha256") or "—", "cache key": m["cache_key"][:16],
+        }))
+    parts.append("<h2>Environment</h2>" + _kv_table({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in env.items()}))
+    parts.append("<p class='small'>Generated by quantcompare. All numbers come from this run's measurements or cached "
+                 "artifacts and cell results listed above.</p></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(results: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(results), encoding="utf-8")
+    tmp.replace(path)

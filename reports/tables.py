@@ -1,0 +1,70 @@
+"""Summary tables from results.json rows."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+ORDER = ["fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4"]
+
+
+def _ci(v, lo, hi, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    s = format(v, fmt)
+    if lo is not None and hi is not None:
+        s += f" [{format(lo, fmt)}, {format(hi, fmt)}]"
+    return s
+
+
+def summary_frame(results: dict) -> pd.DataFrame:
+    """One row per variant × runtime, with the figures a reader compares."""
+    rows = pd.DataFrame(results["rows"])
+    status = {(c["variant"], c["runtime"]): c["status"] for c in results["cells"]}
+    out = []
+    keys = sorted(status, key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1]))
+    for v, rt in keys:
+        sub = rows[(rows.variant == v) & (rows.runtime == rt)] if len(rows) else rows
+
+        def get(metric):
+            m = sub[sub.metric == metric]
+            if m.empty:
+                return None, None, None
+            r = m.iloc[0]
+            return r.value, r.ci_low, r.ci_high
+
+        st = status[(v, rt)]
+        rec = {"variant": v, "runtime": rt, "status": st}
+        if st == "failed":
+            out.append(rec)
+            continue
+        rec["PPL [95% CI]"] = _ci(*get("ppl"), ".3f")
+        ratio = get("ppl_ratio_vs_fp16")
+        rec["ΔPPL vs fp16 [paired CI]"] = (
+            "—" if ratio[0] is None else
+            f"{100 * (ratio[0] - 1):+.2f}% [{100 * (ratio[1] - 1):+.2f}, {100 * (ratio[2] - 1):+.2f}]"
+            if ratio[1] is not None else f"{100 * (ratio[0] - 1):+.2f}%")
+        rec["KLD mean [CI]"] = _ci(*get("kld_mean"), ".4f")
+        rec["KLD p99"] = _ci(get("kld_p99")[0], None, None, ".4f")
+        t = get("top1_agreement")
+        rec["top-1 agree"] = "—" if t[0] is None else f"{100 * t[0]:.2f}%"
+        size = get("size_bytes")[0]
+        rec["size MB"] = "—" if size is None else f"{size / 1e6:.1f}"
+        bpw = get("bits_per_weight")[0]
+        rec["bpw"] = "—" if bpw is None else f"{bpw:.2f}"
+        rss = get("peak_rss_bytes")[0]
+        rec["peak RSS MB"] = "—" if rss is None else f"{rss / 1e6:.0f}"
+        pre, dec = get("prefill_tok_s"), get("decode_tok_s")
+        rec["prefill tok/s"] = "—" if pre[0] is None else f"{pre[0]:.1f}"
+        rec["decode tok/s"] = "—" if dec[0] is None else f"{dec[0]:.1f}"
+        if st == "broken":
+            rec["ΔPPL vs fp16 [paired CI]"] = "BROKEN"
+        out.append(rec)
+    return pd.DataFrame(out).fillna("—")
+
+
+def terminal_table(results: dict) -> str:
+    df = summary_frame(results)
+    cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]",
+                        "top-1 agree", "size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
+    return df[cols].to_string(index=False)
