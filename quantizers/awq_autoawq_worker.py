@@ -107,6 +107,8 @@ def main() -> int:
         apply_clip=not args.scale_only,
     )
     args.out.mkdir(parents=True, exist_ok=True)
+    # Calibrated in float32 on CPU; the checkpoint keeps its unquantized tensors in float16, as AWQ checkpoints do.
+    model.model.half()
     if args.scale_only:
         model.model.save_pretrained(str(args.out))
     else:

@@ -1,0 +1,64 @@
+# quantcompare — `make compare` runs the comparison, `make test` runs the tests.
+# Each tool lives in its own virtual environment: .venv (harness, transformers, llama.cpp runtime),
+# .venvs/autoawq (AutoAWQ 0.2.9 + transformers 4.51), .venvs/llmcompressor (optional AWQ backend).
+
+PYTHON ?= python3
+LLAMA_CPP_PYTHON := 0.3.36
+VENV := .venv
+BIN := $(VENV)/bin
+LLAMA_SRC := .cache/llama.cpp
+MAIN_STAMP := $(VENV)/.installed
+AWQ_STAMP := .venvs/autoawq/.installed
+LLMC_STAMP := .venvs/llmcompressor/.installed
+PIP_FLAGS ?= --disable-pip-version-check
+
+MODEL ?=
+OUT ?=
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-llmcompressor compare test test-fast clean distclean
+
+setup: $(MAIN_STAMP) $(AWQ_STAMP)
+
+# llama.cpp's converter and gguf-py, from the very llama.cpp that the pinned llama-cpp-python vendors.
+$(LLAMA_SRC)/convert_hf_to_gguf.py:
+	mkdir -p .cache/dl
+	$(PYTHON) -m pip download $(PIP_FLAGS) -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PYTHON) -d .cache/dl
+	rm -rf $(LLAMA_SRC).tmp && mkdir -p $(LLAMA_SRC).tmp
+	tar -xzf .cache/dl/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_SRC).tmp --strip-components=3 \
+		llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
+	rm -rf $(LLAMA_SRC) && mv $(LLAMA_SRC).tmp $(LLAMA_SRC)
+
+$(MAIN_STAMP): requirements/main.txt pyproject.toml $(LLAMA_SRC)/convert_hf_to_gguf.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -q -r requirements/main.txt
+	$(BIN)/pip install $(PIP_FLAGS) -q ./$(LLAMA_SRC)/gguf-py
+	$(BIN)/pip install $(PIP_FLAGS) -q --no-deps -e .
+	touch $@
+
+$(AWQ_STAMP): requirements/autoawq.txt
+	test -x .venvs/autoawq/bin/python || $(PYTHON) -m venv .venvs/autoawq
+	.venvs/autoawq/bin/pip install $(PIP_FLAGS) -q -r requirements/autoawq.txt
+	touch $@
+
+setup-llmcompressor: $(LLMC_STAMP)
+$(LLMC_STAMP): requirements/llmcompressor.txt
+	test -x .venvs/llmcompressor/bin/python || $(PYTHON) -m venv .venvs/llmcompressor
+	.venvs/llmcompressor/bin/pip install $(PIP_FLAGS) -q -r requirements/llmcompressor.txt
+	touch $@
+
+compare: setup
+	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra -m "not slow" tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) .venvs .cache

@@ -1,0 +1,78 @@
+"""End-to-end: `quantcompare compare` on tiny random-weight checkpoints, all four variants."""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.schema import validate
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_ARGS = ["--windows", "3", "--awq-calib-samples", "16", "--awq-calib-seq-len", "128", "--speed-repeats", "1",
+             "--decode-tokens", "16", "--prefill-tokens", "128", "--n-ctx", "256"]
+
+
+def compare(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "harness.cli", "compare", "--model", str(model), "--out", str(out), *FAST_ARGS, *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1500)
+
+
+def _value(results, variant, runtime, metric):
+    rows = [r for r in results["rows"] if (r["variant"], r["runtime"], r["metric"]) == (variant, runtime, metric)]
+    assert rows, f"no {metric} for {variant} × {runtime}"
+    return rows[0]["value"]
+
+
+def _check_run(out: Path, p: subprocess.CompletedProcess):
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert validate(results) == []
+    cells = {(c["variant"], c["runtime"]): c for c in results["cells"]}
+    assert set(cells) == {("fp16", "transformers"), ("gguf-f16", "llama.cpp"), ("gguf-q4_k_m", "llama.cpp"),
+                          ("awq-int4", "transformers")}
+    assert all(c["status"] == "ok" for c in cells.values())
+    for v, rt in cells:
+        assert _value(results, v, rt, "ppl") > 1
+        assert _value(results, v, rt, "decode_tok_s") > 0
+        assert _value(results, v, rt, "size_bytes") > 0
+    ref = _value(results, "fp16", "transformers", "ppl")
+    assert abs(_value(results, "gguf-f16", "llama.cpp", "ppl") / ref - 1) < 0.005
+    for v, rt in [("gguf-q4_k_m", "llama.cpp"), ("awq-int4", "transformers")]:
+        assert _value(results, v, rt, "kld_mean") > 0
+        assert _value(results, v, rt, "top1_agreement") <= 1.0
+        assert _value(results, v, rt, "bits_per_weight") < _value(results, "fp16", "transformers", "bits_per_weight")
+    for v in ("fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4"):
+        assert (out / "artifacts" / v / "manifest.json").is_file()
+    assert results["manifests"]["awq-int4"]["calibration_sha256"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert not re.search(r"""(src|href)=['"]https?://""", html), "report must open offline"
+    assert (out / "results.csv").read_text().startswith("variant,runtime,metric,value,ci_low,ci_high,unit")
+    return results
+
+
+@pytest.mark.slow
+def test_compare_tiny_llama_then_cached_rerun(tiny_llama, tmp_path):
+    out = tmp_path / "run"
+    p = compare(tiny_llama, out)
+    first = _check_run(out, p)
+    assert "[awq-int4] building" in p.stdout
+    t0 = time.time()
+    p2 = compare(tiny_llama, out)
+    again = _check_run(out, p2)
+    assert "cached artifact reused" in p2.stdout and "cached result reused" in p2.stdout
+    assert "building" not in p2.stdout
+    assert time.time() - t0 < 60
+    assert again["rows"] == first["rows"]
+
+
+@pytest.mark.slow
+def test_compare_tiny_qwen3(tiny_qwen3, tmp_path):
+    out = tmp_path / "run"
+    results = _check_run(out, compare(tiny_qwen3, out))
+    assert results["source"]["model_type"] == "qwen3"

@@ -1,0 +1,44 @@
+"""Tiny random-weight checkpoints, built inside the tests (no download)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def make_tiny_model(dest: Path, arch: str, tokenizer_dir: Path, seed: int = 0, hidden: int = 256,
+                    layers: int = 2, channel_spread: float = 0.0, dtype: str = "float16") -> Path:
+    """A 2-layer Llama or Qwen3 with the embedded model's tokenizer.
+
+    channel_spread > 0 multiplies each input channel of every decoder linear by a log-normal
+    factor, so weight magnitudes differ per channel as in trained models (random init is flat)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    common = dict(vocab_size=49152, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    if arch == "llama":
+        config, cls = LlamaConfig(**common), LlamaForCausalLM
+    elif arch == "qwen3":
+        config, cls = Qwen3Config(head_dim=hidden // 4, **common), Qwen3ForCausalLM
+    else:
+        raise ValueError(arch)
+    torch.manual_seed(seed)
+    model = cls(config)
+    if channel_spread:
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            model.model.embed_tokens.weight.mul_(20.0)
+            for name, mod in model.named_modules():
+                if isinstance(mod, torch.nn.Linear) and ".layers." in name:
+                    f = torch.exp(channel_spread * torch.randn(mod.in_features, generator=g))
+                    mod.weight.mul_(f[None, :])
+    model = model.to(getattr(torch, dtype))
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copy2(tokenizer_dir / name, dest / name)
+    return dest
