@@ -30,7 +30,7 @@ def make_tiny_model(dest: Path, arch: str, tokenizer_dir: Path, seed: int = 0, h
     if channel_spread:
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
-            model.model.embed_tokens.weight.mul_(20.0)
+            model.model.embed_tokens.weight.mul_(5.0)
             for name, mod in model.named_modules():
                 if isinstance(mod, torch.nn.Linear) and ".layers." in name:
                     f = torch.exp(channel_spread * torch.randn(mod.in_features, generator=g))
