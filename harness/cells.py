@@ -79,6 +79,14 @@ def _tail(path: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-500:]
 
 
+def _worth_a_line(msg: str) -> bool:
+    """On a pipe (no in-place updates) print every 10th window and the other stages."""
+    if msg.startswith("window "):
+        done, total = msg.split()[1].split("/")
+        return int(done) % 10 == 0 or done == total
+    return True
+
+
 def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: int) -> CellOutcome:
     cells_dir.mkdir(parents=True, exist_ok=True)
     spec_file = cells_dir / f"{job.name}.spec.json"
@@ -105,7 +113,7 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
             for line in proc.stdout:
                 if line.startswith("PROGRESS "):
                     msg = line[9:].strip()
-                    console.progress(f"{label} {msg}", every_line=msg.endswith(("0/", "scoring windows")) or "speed" in msg)
+                    console.progress(f"{label} {msg}", every_line=_worth_a_line(msg))
                 if time.time() - t0 > timeout_s:
                     proc.kill()
                     break

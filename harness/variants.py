@@ -30,7 +30,8 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
             outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=f"needs {', '.join(missing)}, which failed")
             console.line(f"[{q.variant}] skipped: needs {', '.join(missing)}")
             continue
-        ctx = BuildContext(source=source, upstream=dict(done), calibration=calibration, threads=cfg.eval.threads, log=console.line)
+        ctx = BuildContext(source=source, upstream=dict(done), calibration=calibration, threads=cfg.eval.threads,
+                           log=console.line, progress=console.progress)
         folder = artifacts_dir / q.variant
         try:
             key = q.cache_key(ctx)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -64,6 +65,18 @@ class AwqQuantizer(Quantizer):
     def tool_versions(self) -> dict[str, str]:
         return backend_versions(self.backend)
 
+    @staticmethod
+    def _progress_printer(ctx: BuildContext):
+        """Turn the tool's tqdm bars (AutoAWQ: 'AWQ: 40%| | 12/30 [06:00<...') into one progress line."""
+        bar = re.compile(r"^([A-Za-z ()_-]+):\s*\d+%\|.*?\|\s*(\d+)/(\d+) \[([0-9:]+)")
+
+        def on_line(line: str) -> None:
+            m = bar.match(line)
+            if m and ctx.progress:
+                ctx.progress(f"  [awq-int4] {m.group(1).strip()}: {m.group(2)}/{m.group(3)} layers, {m.group(4)} elapsed")
+
+        return on_line
+
     def build(self, ctx: BuildContext, dest: Path) -> Manifest:
         fp16_dir, fp16_manifest = ctx.upstream["fp16"]
         src = fp16_dir / fp16_manifest.artifact
@@ -81,6 +94,7 @@ class AwqQuantizer(Quantizer):
              "--recipe", json.dumps(self._recipe.as_dict()), "--calib", str(ctx.calibration),
              "--threads", str(ctx.threads)],
             f"AWQ ({self.backend})",
+            on_line=self._progress_printer(ctx),
         )
         result = next((json.loads(l[7:]) for l in output.splitlines() if l.startswith("RESULT ")), {})
         notes = [f"AWQ backend: {self.backend}"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 MANIFEST = "manifest.json"
 
@@ -56,6 +57,7 @@ class BuildContext:
     calibration: Path
     threads: int
     log: Any = print
+    progress: Any = None  # callable(str): one in-place progress line
 
 
 class QuantizerError(RuntimeError):
@@ -114,15 +116,34 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def run_tool(cmd: list[str], what: str, env: dict | None = None, log=print, cwd: Path | None = None) -> str:
-    """Run a tool subprocess, stream its last lines on failure; return its stdout+stderr."""
+def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | None = None,
+             on_line: Callable[[str], None] | None = None) -> str:
+    """Run a tool subprocess; feed each output line (tqdm's carriage-return updates too) to
+    `on_line`; return the whole output, or raise QuantizerError with its last lines."""
     full_env = dict(os.environ)
     full_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
         full_env.update(env)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd)
-    out = (proc.stdout or "") + (proc.stderr or "")
-    if proc.returncode != 0:
-        tail = " | ".join(l.strip() for l in out.strip().splitlines()[-4:])
-        raise QuantizerError(f"{what} failed (exit {proc.returncode}): {tail[-600:]}")
-    return out
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+    lines: list[str] = []
+    pending = b""
+    while True:
+        chunk = proc.stdout.read1(65536)
+        if not chunk:
+            break
+        parts = re.split(rb"[\r\n]", pending + chunk)
+        pending = parts.pop()
+        for raw in parts:
+            line = raw.decode("utf-8", errors="replace").strip()
+            if line:
+                lines.append(line)
+                if on_line:
+                    on_line(line)
+    if pending.strip():
+        lines.append(pending.decode("utf-8", errors="replace").strip())
+    rc = proc.wait()
+    if rc != 0:
+        tail = " | ".join(l for l in lines[-4:])
+        raise QuantizerError(f"{what} failed (exit {rc}): {tail[-600:]}")
+    return "\n".join(lines)

@@ -51,7 +51,7 @@ class GgufF16Quantizer(Quantizer):
         run_tool(
             [sys.executable, str(converter_path()), str(src), "--outtype", "f16", "--outfile", str(out)],
             "convert_hf_to_gguf.py",
-            env={"PYTHONPATH": str(LLAMA_CPP_SRC / "gguf-py"), "NO_LOCAL_GGUF": ""},
+            env={"PYTHONPATH": str(LLAMA_CPP_SRC / "gguf-py")},
         )
         return Manifest(
             variant=self.variant, format="gguf", artifact=out.name, tool="llama.cpp convert_hf_to_gguf.py",
