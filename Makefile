@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup setup-llmcompressor compare test test-fast clean distclean
 
-setup: $(MAIN_STAMP) $(AWQ_STAMP)
+setup: $(MAIN_STAMP) $(AWQ_STAMP) $(LLMC_STAMP)
 
 # llama.cpp's converter and gguf-py, from the very llama.cpp that the pinned llama-cpp-python vendors.
 $(LLAMA_SRC)/convert_hf_to_gguf.py:

@@ -61,6 +61,7 @@ def main() -> int:
     )
     oneshot(model=model, dataset=ds, recipe=modifier, max_seq_length=seq_len, num_calibration_samples=len(samples))
     args.out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16)  # calibrated in float32 on CPU; stored like every AWQ checkpoint, in float16
     model.save_pretrained(str(args.out), save_compressed=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (args.source / name).exists():

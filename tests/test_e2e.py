@@ -76,3 +76,16 @@ def test_compare_tiny_qwen3(tiny_qwen3, tmp_path):
     out = tmp_path / "run"
     results = _check_run(out, compare(tiny_qwen3, out))
     assert results["source"]["model_type"] == "qwen3"
+
+
+@pytest.mark.slow
+def test_llmcompressor_backend(tiny_llama, tmp_path):
+    out = tmp_path / "run"
+    p = compare(tiny_llama, out, "--variants", "fp16,awq-int4", "--awq-backend", "llmcompressor")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    m = results["manifests"]["awq-int4"]
+    assert m["format"] == "hf-compressed-tensors" and m["tool"] == "llmcompressor"
+    assert "llmcompressor" in m["tool_versions"]
+    assert _value(results, "awq-int4", "transformers", "kld_mean") > 0
+    assert _value(results, "awq-int4", "transformers", "bits_per_weight") < 16
