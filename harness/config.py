@@ -5,6 +5,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.tasks import TaskSettings
+
 ALL_VARIANTS = ("fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4")
 AWQ_BACKENDS = ("autoawq", "llmcompressor")
 
@@ -36,6 +38,13 @@ class EvalSettings:
     speed_repeats: int = 3
     threads: int = field(default_factory=default_threads)
     seed: int = 0
+    # runtimes without full logits (vLLM): top-k log-probs per position, for KLD and top-1
+    sparse_top_k: int = 20
+    # serving runtimes (vLLM): batch sizes, prompt and output tokens of the throughput sweep
+    serving_batches: tuple[int, ...] = (1, 8, 32)
+    serving_input_tokens: int = 128
+    serving_output_tokens: int = 128
+    vllm_dtype: str = "auto"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,7 +71,9 @@ class RunConfig:
     model: str | None
     out: Path
     variants: tuple[str, ...] = ALL_VARIANTS
+    runtimes: tuple[str, ...] = ("transformers", "llama.cpp")
     eval: EvalSettings = field(default_factory=EvalSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     awq: AwqRecipe = field(default_factory=AwqRecipe)
     calibration: Path | None = None
     eval_text: Path | None = None

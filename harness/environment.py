@@ -9,7 +9,7 @@ from importlib import metadata
 from harness.paths import REPO_ROOT
 
 MAIN_PACKAGES = ("torch", "transformers", "llama_cpp_python", "numpy", "pandas", "matplotlib", "safetensors",
-                 "tokenizers", "gguf", "compressed-tensors", "accelerate")
+                 "tokenizers", "gguf", "compressed-tensors", "accelerate", "lm-eval", "datasets")
 
 
 def cpu_model() -> str:

@@ -22,15 +22,16 @@ REFERENCE = ("fp16", "transformers")
 CELL_TIMEOUT_S = 3600.0
 
 
-def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path) -> list[CellJob]:
-    """Every (variant, runtime) pair whose runtime reads the variant's format; reference first."""
+def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None) -> list[CellJob]:
+    """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
+    then one lm-eval task cell per pair when tasks are asked for."""
     code = evaluator_code_hash()
     ref_dir = work / f"reference-{prepared.info['windows_sha256'][:12]}-k{cfg.eval.kld_top_k}"
     jobs = []
     for v, o in outcomes.items():
         if o.manifest is None:
             continue
-        for r in runtimes_for(o.manifest.format):
+        for r in runtimes_for(o.manifest.format, cfg.runtimes):
             s = cfg.eval
             spec = {
                 "variant": v, "runtime": r, "format": o.manifest.format,
@@ -41,10 +42,21 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path) -> list[CellJob]:
                 "sanity_new_tokens": 8, "tokenizer_probe": prepared.probe, "reference_dir": str(ref_dir),
                 "write_reference": (v, r) == REFERENCE, "seed": s.seed,
             }
+            if r == "vllm":
+                spec.update({
+                    "sparse_top_k": s.sparse_top_k, "vllm_dtype": s.vllm_dtype, "serving_batches": list(s.serving_batches),
+                    "serving_input_tokens": s.serving_input_tokens, "serving_output_tokens": s.serving_output_tokens,
+                    "tokenizer_dir": str(source.path) if source else None,
+                })
             if (v, r) != REFERENCE and REFERENCE[0] not in outcomes:
                 spec["reference_dir"] = None
             jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
-    jobs.sort(key=lambda j: (j.variant, j.runtime) != REFERENCE)
+            if task_req is not None:
+                tspec = {k: spec[k] for k in ("variant", "runtime", "format", "artifact", "n_ctx", "threads", "seed")}
+                tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir") if k in spec})
+                tspec.update({"kind": "tasks", "task_requests": str(task_req.path), "task_requests_sha256": task_req.sha256})
+                jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
+    jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE))
     return jobs
 
 
@@ -54,15 +66,19 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
     for job in jobs:
         if job.spec.get("reference_dir") and not job.spec.get("write_reference") and not ref_ok:
             job.spec["reference_dir"] = None  # no reference: PPL and speed only
+        what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec['n_ctx']}-token windows"
+        stage = "[tasks]" if job.kind == "tasks" else "[eval]"
         cached = None if cfg.force else load_cached(cells_dir, job)
         if cached:
-            console.line(f"[eval] {job.variant} × {job.runtime}: cached result reused")
+            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused")
             outcomes.append(cached)
             continue
-        console.line(f"[eval] {job.variant} × {job.runtime}: {job.spec['n_ctx']}-token windows, {cfg.eval.threads} threads")
+        console.line(f"{stage} {job.variant} × {job.runtime}: {what}, {cfg.eval.threads} threads")
         o = run_cell(job, cells_dir, console, CELL_TIMEOUT_S, cfg.eval.threads)
         if o.ok:
-            console.line(f"[eval] {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
+            console.line(f"{stage} {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
+        elif o.unsupported:
+            console.line(f"{stage} {job.variant} × {job.runtime}: not supported here: {o.unsupported}")
         else:
             console.alarm(f"[eval] {job.variant} × {job.runtime} FAILED: {o.error}")
         if job.spec.get("write_reference") and not o.ok:
@@ -97,17 +113,73 @@ def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int)
             runs = sp[f"{name}_tok_s_runs"]
             rows.append(Row(v, rt, f"{name}_tok_s", sp[f"{name}_tok_s"], min(runs), max(runs)))
     rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
+    for sv in r.get("serving") or []:
+        b = sv["batch"]
+        rows.append(Row(v, rt, f"output_tok_s_b{b}", sv["output_tok_s"]))
+        for name in ("ttft", "itl"):
+            rows.append(Row(v, rt, f"{name}_p50_s_b{b}", sv[f"{name}_p50_s"], unit="s"))
+            rows.append(Row(v, rt, f"{name}_p90_s_b{b}", sv[f"{name}_p90_s"], unit="s"))
     return rows
 
 
-def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console) -> dict:
+def task_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
+    """Accuracy rows (95% CI = ±1.96 stderr, as lm-eval reports stderr) and deltas vs fp16 on the same runtime
+    family (fp16 × transformers when the variant's runtime has no fp16 cell)."""
+    rows = []
+    for (v, rt), tasks in scores.items():
+        for task, d in tasks.items():
+            for metric, m in d["metrics"].items():
+                val, err = m["value"], m["stderr"]
+                lo, hi = (val - 1.96 * err, val + 1.96 * err) if err is not None else (None, None)
+                rows.append(Row(v, rt, f"{task}:{metric}", val, lo, hi, unit="task"))
+    return rows
+
+
+def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path, console) -> dict[tuple[str, str], dict]:
+    """lm-eval metrics for every task cell that finished."""
+    from harness.tasks import score_tasks
+
+    scores = {}
+    for c in task_cells:
+        if c.ok:
+            scores[(c.variant, c.runtime)] = score_tasks(task_req, c.result["loglikelihoods"], work)
+    return scores
+
+
+def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
+    """Accuracy change vs fp16, on the same runtime when fp16 ran there, else vs fp16 × transformers.
+    Unpaired CI from the two stderrs (the documents are the same, so this is conservative)."""
+    rows = []
+    for (v, rt), tasks in scores.items():
+        if v == "fp16":
+            continue
+        base = scores.get(("fp16", rt)) or scores.get(REFERENCE)
+        if base is None:
+            continue
+        for task, d in tasks.items():
+            for metric, m in d["metrics"].items():
+                b = base.get(task, {}).get("metrics", {}).get(metric)
+                if b is None:
+                    continue
+                delta = m["value"] - b["value"]
+                if m["stderr"] is not None and b["stderr"] is not None:
+                    half = 1.96 * float(np.hypot(m["stderr"], b["stderr"]))
+                    rows.append(Row(v, rt, f"{task}:{metric}_delta_vs_fp16", delta, delta - half, delta + half, unit="task"))
+                else:
+                    rows.append(Row(v, rt, f"{task}:{metric}_delta_vs_fp16", delta, unit="task"))
+    return rows
+
+
+def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
+             task_cells=()) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
     cell_docs = []
     for c in cells:
-        doc = {"variant": c.variant, "runtime": c.runtime, "status": "ok" if c.ok else "failed",
-               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error}
+        doc = {"variant": c.variant, "runtime": c.runtime,
+               "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
+               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported}
         if c.ok:
             m = variant_outcomes[c.variant].manifest
             rows += cell_rows(c, ref, source.n_params, m.size_bytes)
@@ -129,9 +201,20 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "versions": r.get("versions"),
                 "notes": r.get("notes", []),
                 "threads": r.get("threads"),
+                "serving": r.get("serving"),
+                "kld_method": (r.get("kld") or {}).get("method"),
             })
         cell_docs.append(doc)
-    failed = {(c.variant, c.runtime): c.error for c in cells if not c.ok}
+    task_scores = task_scores or {}
+    rows += task_rows(task_scores) + task_delta_rows(task_scores)
+    task_docs = []
+    for c in task_cells:
+        task_docs.append({"variant": c.variant, "runtime": c.runtime,
+                          "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
+                          "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
+                          "scores": task_scores.get((c.variant, c.runtime)),
+                          "seconds": c.result.get("tasks_seconds") if c.ok else None})
+    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
@@ -159,12 +242,14 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "run": {
             "model_argument": cfg.model, "variants": list(cfg.variants), "eval": cfg.eval.as_dict(),
             "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
+            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
         },
         "source": source.as_dict(),
         "environment": environment.describe(cfg.eval.threads, cfg.eval.seed),
         "windows": prepared.info,
         "rows": [r.as_dict() for r in rows],
         "cells": cell_docs,
+        "task_cells": task_docs,
         "manifests": {v: o.manifest.as_dict() for v, o in variant_outcomes.items() if o.manifest},
         "variant_errors": variant_errors,
         "flags": [f.as_dict() for f in flags],
@@ -174,6 +259,10 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
 
 def run_compare(cfg: RunConfig, console) -> int:
     t_start = time.time()
+    from harness.cells import cell_python
+
+    for r in cfg.runtimes:
+        cell_python(r)  # a runtime's own environment must exist before anything is built
     source = resolve_source(cfg.model, progress=console.line)  # validates before OUT is touched
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
     out = cfg.out
@@ -186,9 +275,20 @@ def run_compare(cfg: RunConfig, console) -> int:
     console.line(f"[windows] {info['n_windows']} of {info['windows_available']} windows × {info['n_ctx']} tokens "
                  f"from {info['text_file']}, {info['scored_tokens']} scored tokens")
     variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console)
-    jobs = plan_cells(variant_outcomes, prepared, cfg, work)
-    cells = evaluate(jobs, out / "cells", cfg, console)
-    results = assemble(source, cfg, prepared, variant_outcomes, cells, console)
+    task_req = None
+    if cfg.tasks.tasks:
+        from harness.tasks import build_requests
+
+        console.line(f"[tasks] lm-eval {', '.join(cfg.tasks.tasks)}: {cfg.tasks.num_fewshot}-shot, "
+                     f"limit {cfg.tasks.limit or 'none'}; building requests")
+        task_req = build_requests(cfg.tasks, source.path, work)
+        console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
+    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req)
+    all_cells = evaluate(jobs, out / "cells", cfg, console)
+    cells = [c for c in all_cells if c.kind == "quality"]
+    task_cells = [c for c in all_cells if c.kind == "tasks"]
+    scores = score_task_cells(task_cells, task_req, work, console) if task_req else {}
+    results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells)
     results["run"]["wall_s"] = round(time.time() - t_start, 1)
     write_json_atomic(out / "results.json", results)
     write_csv(out / "results.csv", results["rows"])

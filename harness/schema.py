@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,22 @@ METRICS = {
     "eval_tok_s": "tok/s",
 }
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
+# families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")
+METRIC_PATTERNS = (
+    (re.compile(r"output_tok_s_b\d+"), "tok/s"),
+    (re.compile(r"(ttft|itl)_p(50|90)_s_b\d+"), "s"),
+    (re.compile(r"[a-z0-9_]+:[a-z0-9_]+(_delta_vs_fp16)?"), "task"),
+)
+
+
+def metric_unit(metric: str) -> str | None:
+    """The unit of a known metric, or None when the metric is unknown."""
+    if metric in METRICS:
+        return METRICS[metric]
+    for pattern, unit in METRIC_PATTERNS:
+        if pattern.fullmatch(metric):
+            return unit
+    return None
 
 
 @dataclass
@@ -40,9 +57,10 @@ class Row:
     unit: str = ""
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
+        unit = metric_unit(self.metric)
+        if unit is None:
             raise ValueError(f"unknown metric {self.metric!r}")
-        self.unit = self.unit or METRICS[self.metric]
+        self.unit = self.unit or unit
         for k in ("value", "ci_low", "ci_high"):
             v = getattr(self, k)
             if v is not None and not math.isfinite(v):
@@ -81,7 +99,7 @@ def validate(results: dict) -> list[str]:
         if set(row) != set(ROW_KEYS):
             problems.append(f"row {i} keys {sorted(row)} != {sorted(ROW_KEYS)}")
             continue
-        if row["metric"] not in METRICS:
+        if metric_unit(row["metric"]) is None:
             problems.append(f"row {i}: unknown metric {row['metric']!r}")
         if not isinstance(row["value"], (int, float)) and row["value"] is not None:
             problems.append(f"row {i}: value is not a number")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from reports import plots
-from reports.tables import summary_frame
+from reports.tables import accuracy_frame, serving_frame, summary_frame
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -18,7 +18,7 @@ th{background:#f4f4f4} td:first-child,td:nth-child(2),td:nth-child(3){text-align
 .flag-warning{background:#fff6d6;border-left:6px solid #d90;padding:.5em 1em;margin:.4em 0}
 .note{color:#444;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 code{background:#f4f4f4;padding:0 .2em} .small{font-size:.8em;color:#555}
-tr.broken td{background:#fdd} tr.failed td{background:#eee;color:#777}
+tr.broken td{background:#fdd} tr.failed td{background:#eee;color:#777} tr.unsupported td{background:#f6f6f6;color:#777;font-style:italic}
 """
 
 
@@ -63,6 +63,21 @@ def render(results: dict) -> str:
         "tokenized once with the source tokenizer. CIs are 95% t-intervals over windows; ΔPPL uses the paired per-window "
         "difference against fp16 × transformers. Speed: median of the timed runs after a warm-up, batch 1; "
         "bits per weight = bytes on disk × 8 / source parameter count.</p>")
+    acc = accuracy_frame(results)
+    if acc is not None:
+        t = results["run"].get("tasks", {})
+        parts.append("<h2>Downstream accuracy (lm-eval)</h2>" + _table(acc))
+        parts.append(f"<p class='note'>lm-eval {html.escape(str(results['environment'].get('packages', {}).get('lm-eval', '')))} task "
+                     f"definitions and metrics, pointed at the shipped task files; {t.get('num_fewshot')}-shot, first "
+                     f"{t.get('limit') or 'all'} documents per task, the same requests for every cell, tokenized once with the "
+                     "source tokenizer. CIs are ±1.96 × lm-eval's stderr; the change vs fp16 is taken against fp16 on the same "
+                     "runtime when it ran there (else fp16 × transformers), with an unpaired (conservative) CI.</p>")
+    serving = serving_frame(results)
+    if serving is not None:
+        parts.append("<h2>Serving (vLLM)</h2>" + _table(serving) + _img(plots.throughput_vs_batch(results), "throughput vs batch"))
+        parts.append("<p class='note'>All requests are submitted at once and the engine is stepped to completion "
+                     "(as <code>vllm bench throughput</code>); TTFT is from submission to each request's first token, ITL the "
+                     "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
     parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results), "quality vs size"))
     parts.append("<h2>Speed</h2>" + _img(plots.speed_bars(results), "speed"))
     parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))

@@ -45,7 +45,7 @@ def quality_vs_size(results) -> bytes | None:
         err = None
         if p["ci_low"] is not None:
             err = [[p["value"] - p["ci_low"]], [p["ci_high"] - p["value"]]]
-        marker = "o" if c["runtime"] == "transformers" else "s"
+        marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^"}.get(c["runtime"], "D")
         ax.errorbar([x], [p["value"]], yerr=err, fmt=marker, capsize=4, color=COLORS.get(c["variant"], "gray"),
                     label=f"{c['variant']} × {c['runtime']}")
     ax.set_xlabel("size on disk (MB)")
@@ -108,6 +108,25 @@ def kld_distribution(results) -> bytes | None:
     ax.set_xlabel("percentile of scored tokens")
     ax.set_ylabel("KL(fp16 || variant), nats")
     ax.set_title("Per-token KL divergence vs fp16")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def throughput_vs_batch(results) -> bytes | None:
+    """Serving sweep (vLLM): output tok/s against batch size, one line per variant × runtime."""
+    cells = [c for c in _ok_cells(results) if c.get("serving")]
+    if not cells:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for c in cells:
+        sv = sorted(c["serving"], key=lambda d: d["batch"])
+        ax.plot([d["batch"] for d in sv], [d["output_tok_s"] for d in sv], marker="o",
+                color=COLORS.get(c["variant"], "gray"), label=f"{c['variant']} × {c['runtime']} ({c.get('compute_dtype')})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch (concurrent requests)")
+    ax.set_ylabel("output tokens/s")
+    ax.set_title("Throughput vs batch")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)

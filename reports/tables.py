@@ -35,7 +35,7 @@ def summary_frame(results: dict) -> pd.DataFrame:
 
         st = status[(v, rt)]
         rec = {"variant": v, "runtime": rt, "status": st}
-        if st == "failed":
+        if st in ("failed", "unsupported"):
             out.append(rec)
             continue
         rec["PPL [95% CI]"] = _ci(*get("ppl"), ".3f")
@@ -68,3 +68,42 @@ def terminal_table(results: dict) -> str:
     cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]",
                         "top-1 agree", "size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
     return df[cols].to_string(index=False)
+
+
+def serving_frame(results: dict) -> pd.DataFrame | None:
+    """vLLM's serving sweep: one row per variant × runtime × batch."""
+    out = []
+    for c in results["cells"]:
+        for sv in c.get("serving") or []:
+            out.append({"variant": c["variant"], "runtime": c["runtime"], "dtype": c.get("compute_dtype"),
+                        "batch": sv["batch"], "in/out tokens": f"{sv['input_tokens']}/{sv['output_tokens']}",
+                        "output tok/s": f"{sv['output_tok_s']:.1f}",
+                        "TTFT p50 / p90 ms": f"{1e3 * sv['ttft_p50_s']:.0f} / {1e3 * sv['ttft_p90_s']:.0f}",
+                        "ITL p50 / p90 ms": f"{1e3 * sv['itl_p50_s']:.1f} / {1e3 * sv['itl_p90_s']:.1f}"})
+    return pd.DataFrame(out) if out else None
+
+
+def accuracy_frame(results: dict) -> pd.DataFrame | None:
+    """lm-eval metrics per variant × runtime × task, value ± 95% CI, and the change vs fp16."""
+    rows = [r for r in results["rows"] if r["unit"] == "task"]
+    if not rows:
+        return None
+    by = {(r["variant"], r["runtime"], r["metric"]): r for r in rows}
+    out = []
+    for (v, rt, metric), r in sorted(by.items(), key=lambda kv: (kv[0][2], ORDER.index(kv[0][0]) if kv[0][0] in ORDER else 99, kv[0][1])):
+        if metric.endswith("_delta_vs_fp16"):
+            continue
+        task, name = metric.split(":", 1)
+        pct = name in ("acc", "acc_norm")
+        scale, unit = (100.0, "%") if pct else (1.0, "")
+        val = f"{scale * r['value']:.2f}{unit}"
+        if r["ci_low"] is not None:
+            val += f" [{scale * r['ci_low']:.2f}, {scale * r['ci_high']:.2f}]"
+        d = by.get((v, rt, metric + "_delta_vs_fp16"))
+        delta = "—"
+        if d is not None:
+            delta = f"{scale * d['value']:+.2f}{' pts' if pct else ''}"
+            if d["ci_low"] is not None:
+                delta += f" [{scale * d['ci_low']:+.2f}, {scale * d['ci_high']:+.2f}]"
+        out.append({"task": task, "metric": name, "variant": v, "runtime": rt, "value [95% CI]": val, "Δ vs fp16 [95% CI]": delta})
+    return pd.DataFrame(out)

@@ -13,7 +13,8 @@ from harness.schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_ARGS = ["--windows", "3", "--awq-calib-samples", "16", "--awq-calib-seq-len", "128", "--speed-repeats", "1",
-             "--decode-tokens", "16", "--prefill-tokens", "128", "--n-ctx", "256"]
+             "--decode-tokens", "16", "--prefill-tokens", "128", "--n-ctx", "256", "--limit", "20",
+             "--serving-batches", "1,4"]
 
 
 def compare(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -53,6 +54,11 @@ def _check_run(out: Path, p: subprocess.CompletedProcess):
     assert html.count("data:image/png;base64,") >= 4
     assert not re.search(r"""(src|href)=['"]https?://""", html), "report must open offline"
     assert (out / "results.csv").read_text().startswith("variant,runtime,metric,value,ci_low,ci_high,unit")
+    for v, rt in cells:  # lm-eval tasks ran on every cell, with stderr
+        acc = [r for r in results["rows"] if (r["variant"], r["runtime"], r["metric"]) == (v, rt, "lambada_openai:acc")]
+        assert acc and 0 <= acc[0]["value"] <= 1 and acc[0]["ci_low"] is not None
+        assert _value(results, v, rt, "piqa:acc_norm") >= 0
+    assert "Downstream accuracy" in html
     return results
 
 
@@ -89,3 +95,29 @@ def test_llmcompressor_backend(tiny_llama, tmp_path):
     assert "llmcompressor" in m["tool_versions"]
     assert _value(results, "awq-int4", "transformers", "kld_mean") > 0
     assert _value(results, "awq-int4", "transformers", "bits_per_weight") < 16
+
+
+@pytest.mark.slow
+def test_vllm_runtime_and_tasks(tiny_llama, tmp_path):
+    """vLLM (CPU build, own environment): same windows via prompt_logprobs, KLD from its top-k,
+    serving sweep, and lm-eval tasks through it."""
+    if not (ROOT / ".venvs" / "vllm" / "bin" / "python").is_file():
+        pytest.fail("vLLM environment missing: run `make setup-vllm`")
+    out = tmp_path / "run"
+    p = compare(tiny_llama, out, "--variants", "fp16,awq-int4", "--runtimes", "transformers,vllm")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert validate(results) == []
+    cells = {(c["variant"], c["runtime"]): c for c in results["cells"]}
+    assert cells[("fp16", "vllm")]["status"] == "ok", cells[("fp16", "vllm")]
+    ref = _value(results, "fp16", "transformers", "ppl")
+    assert abs(_value(results, "fp16", "vllm", "ppl") / ref - 1) < 0.005
+    assert _value(results, "fp16", "vllm", "top1_agreement") > 0.95
+    assert _value(results, "fp16", "vllm", "output_tok_s_b4") > 0
+    assert _value(results, "fp16", "vllm", "ttft_p50_s_b1") > 0
+    assert cells[("awq-int4", "vllm")]["status"] in ("ok", "unsupported")
+    if cells[("awq-int4", "vllm")]["status"] == "ok":
+        assert _value(results, "awq-int4", "vllm", "kld_mean") > 0
+    assert 0 <= _value(results, "fp16", "vllm", "lambada_openai:acc") <= 1
+    html = (out / "report.html").read_text()
+    assert "Serving (vLLM)" in html and "Downstream accuracy" in html

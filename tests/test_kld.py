@@ -1,6 +1,6 @@
 import numpy as np
 
-from evaluators.kld import TopK, kld_topk, log_softmax, summarize, top1_agree
+from evaluators.kld import SparseLogprobs, TopK, kld_sparse, kld_topk, log_softmax, summarize, top1_agree, top1_agree_sparse
 
 
 def _direct_kld(p_logits, q_logits):
@@ -48,3 +48,35 @@ def test_topk_sorted_and_top1_disagreement():
 def test_summary():
     s = summarize(np.arange(101, dtype=float))
     assert s["mean"] == 50 and s["median"] == 50 and s["max"] == 100 and abs(s["p99"] - 99) < 1e-9
+
+
+def _sparse(logits, k, targets=None):
+    lp = log_softmax(logits)
+    top = TopK.from_logprobs(lp, k)
+    tl = lp[np.arange(len(lp)), targets] if targets is not None else lp[:, 0]
+    return SparseLogprobs(tl, top.ids.astype(np.int64), top.logp.astype(np.float64))
+
+
+def test_sparse_kld_full_lists_equal_direct_kld():
+    rng = np.random.default_rng(4)
+    p, q = rng.normal(size=(32, 200)) * 3, rng.normal(size=(32, 200)) * 3
+    ref = TopK.from_logprobs(log_softmax(p), k=200)
+    assert np.allclose(kld_sparse(ref, _sparse(q, 200)), _direct_kld(p, q), rtol=1e-6, atol=1e-9)
+
+
+def test_sparse_kld_is_a_lower_bound_and_close_for_peaked_models():
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=(128, 2000)) * 5
+    q = p + rng.normal(size=p.shape) * 0.3
+    exact = _direct_kld(p, q)
+    approx = kld_sparse(TopK.from_logprobs(log_softmax(p), k=256), _sparse(q, 20))
+    assert (approx <= exact + 1e-9).all()
+    assert approx.mean() > 0.3 * exact.mean()
+    assert np.allclose(kld_sparse(TopK.from_logprobs(log_softmax(p), 256), _sparse(p, 20)), 0.0, atol=1e-9)
+
+
+def test_sparse_top1():
+    p = np.array([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
+    q = np.array([[0.0, 3.0, 4.0], [2.0, 0.0, 1.0]])
+    ref = TopK.from_logprobs(log_softmax(p), 2)
+    assert top1_agree_sparse(ref, _sparse(q, 2)).tolist() == [0.0, 1.0]

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluators.kld import SparseLogprobs, TopK, log_softmax
+
+
+class Unsupported(Exception):
+    """The runtime cannot read this artifact here (no kernel, no loader): a cell that says why, not a failure."""
+
 
 @dataclass
 class Generation:
@@ -17,18 +23,36 @@ class Generation:
 
 
 class Runtime(ABC):
-    """One inference engine. A runtime reads an artifact format; it never knows who wrote it."""
+    """One inference engine. A runtime reads an artifact format; it never knows who wrote it.
+
+    Runtimes with `full_logits` implement `logits`; others (vLLM) implement `prompt_logprobs`,
+    which returns the log-probability of each actual token and the runtime's own top-k."""
 
     name: str
     notes: list[str]
+    full_logits: bool = True
 
     @abstractmethod
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
         """Load the model for scoring windows of n_ctx tokens."""
 
-    @abstractmethod
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """float32 logits [len(ids), vocab] for every position of one sequence (fresh context)."""
+        raise NotImplementedError(f"{self.name} does not return full logits")
+
+    def prompt_logprobs(self, seqs: list[list[int]], k: int) -> list[SparseLogprobs]:
+        """For each sequence: position i gives log p(ids[i+1] | ids[:i+1]) and the top-k at i."""
+        out = []
+        for ids in seqs:
+            lp = log_softmax(self.logits(np.asarray(ids))[:-1])
+            top = TopK.from_logprobs(lp, k)
+            tgt = np.asarray(ids[1:], dtype=np.int64)
+            out.append(SparseLogprobs(lp[np.arange(len(tgt)), tgt], top.ids.astype(np.int64), top.logp.astype(np.float64)))
+        return out
+
+    def throughput(self, prompts: list[list[int]], n_new: int) -> dict:
+        """Serve a batch of prompts at once; per-request token times. Only serving runtimes."""
+        raise NotImplementedError(f"{self.name} has no batched serving path")
 
     @abstractmethod
     def generate(self, prompt: list[int], n_new: int) -> Generation:
