@@ -20,7 +20,7 @@ VLLM ?=
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-llmcompressor setup-vllm compare test test-fast clean distclean
+.PHONY: setup setup-llmcompressor setup-vllm tools bench compare test test-fast clean distclean
 
 setup: $(MAIN_STAMP) $(AWQ_STAMP) $(LLMC_STAMP)
 
@@ -59,6 +59,22 @@ $(VLLM_STAMP): requirements/vllm.txt
 	.venvs/vllm/bin/pip uninstall $(PIP_FLAGS) -q -y torchvision torchaudio torchcodec || true
 	.venvs/vllm/bin/python -c "import vllm, transformers" 2>/dev/null
 	touch $@
+
+# llama.cpp's own tools, built with cmake from the very source llama-cpp-python vendors (the reference
+# that `make bench` measures the harness against). Same ggml defaults as the llama-cpp-python build.
+LLAMA_TOOLS := llama-perplexity llama-bench llama-imatrix llama-quantize
+TOOLS_DIR := .cache/llama.cpp-build
+TOOLS_STAMP := $(TOOLS_DIR)/.built
+tools: $(TOOLS_STAMP)
+$(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
+	cmake -S $(LLAMA_SRC) -B $(TOOLS_DIR) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF > $(TOOLS_DIR).cmake.log
+	cmake --build $(TOOLS_DIR) --config Release -j $$(nproc) --target $(LLAMA_TOOLS)
+	touch $@
+
+# Harness vs llama-perplexity / llama-bench on the same GGUF files, context and threads; writes OUT/bench.json.
+bench: setup tools
+	$(BIN)/quantcompare bench $(if $(MODEL),--model "$(MODEL)") --out "$(or $(OUT),runs/bench)" --tools $(TOOLS_DIR)/bin $(ARGS)
 
 # `make compare VLLM=1` adds vLLM as a runtime (fp16, awq-int4, and gguf where vLLM reads it).
 compare: setup $(if $(VLLM),setup-vllm)

@@ -51,7 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib", type=Path, default=None, help="calibration text (.txt or .jsonl with a 'text' field)")
     c.add_argument("--eval-text", type=Path, default=None, help="evaluation text (default: shipped WikiText-2 raw test)")
     c.add_argument("--force", action="store_true", help="rebuild artifacts and re-run every cell")
+    b = sub.add_parser("bench", help="the harness vs llama-perplexity and llama-bench on the same GGUF files; writes bench.json")
+    b.add_argument("--model", default=None, help="local HF model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
+    b.add_argument("--out", type=Path, default=Path("runs/bench"))
+    b.add_argument("--tools", type=Path, default=Path(".cache/llama.cpp-build/bin"), help="folder with llama-perplexity and llama-bench (`make tools`)")
+    b.add_argument("--windows", type=int, default=48, help="chunks of --n-ctx tokens (llama-perplexity --chunks)")
+    b.add_argument("--n-ctx", type=int, default=512)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--kld-top-k", type=int, default=256)
+    b.add_argument("--prefill-tokens", type=int, default=512, help="llama-bench -p")
+    b.add_argument("--decode-tokens", type=int, default=128, help="llama-bench -n")
+    b.add_argument("--eval-text", type=Path, default=None)
     return p
+
+
+def bench_config(a) -> RunConfig:
+    if a.eval_text is not None and not a.eval_text.is_file():
+        raise UserError(f"file '{a.eval_text}' does not exist")
+    settings = EvalSettings(n_ctx=a.n_ctx, max_windows=a.windows or None, kld_top_k=a.kld_top_k,
+                            prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens,
+                            threads=a.threads or default_threads())
+    return RunConfig(model=a.model, out=a.out, variants=("gguf-f16", "gguf-q4_k_m"), runtimes=("llama.cpp",),
+                     eval=settings, eval_text=a.eval_text)
 
 
 def config_from_args(a) -> RunConfig:
@@ -97,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             from harness.pipeline import run_compare
 
             return run_compare(config_from_args(args), Console())
+        if args.command == "bench":
+            from harness.bench import run_bench
+            from harness.console import Console
+
+            return run_bench(bench_config(args), args.tools, Console())
     except UserError as e:
         print(f"quantcompare: error: {e}", file=sys.stderr)
         return e.exit_code

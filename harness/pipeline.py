@@ -87,7 +87,7 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
     return outcomes
 
 
-def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int) -> list[Row]:
+def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int, bandwidth: dict | None = None) -> list[Row]:
     r = c.result
     v, rt = c.variant, c.runtime
     rows = []
@@ -113,6 +113,10 @@ def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int)
             runs = sp[f"{name}_tok_s_runs"]
             rows.append(Row(v, rt, f"{name}_tok_s", sp[f"{name}_tok_s"], min(runs), max(runs)))
     rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
+    wb = r.get("weight_bytes")
+    if wb and sp and bandwidth:
+        rows.append(Row(v, rt, "weight_bytes_per_token", float(wb)))
+        rows.append(Row(v, rt, "decode_roofline_pct", 100.0 * sp["decode_tok_s"] * wb / bandwidth["bytes_s"]))
     for sv in r.get("serving") or []:
         b = sv["batch"]
         rows.append(Row(v, rt, f"output_tok_s_b{b}", sv["output_tok_s"]))
@@ -171,7 +175,7 @@ def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
 
 
 def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
-             task_cells=()) -> dict:
+             task_cells=(), bandwidth: dict | None = None) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
@@ -182,7 +186,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported}
         if c.ok:
             m = variant_outcomes[c.variant].manifest
-            rows += cell_rows(c, ref, source.n_params, m.size_bytes)
+            rows += cell_rows(c, ref, source.n_params, m.size_bytes, bandwidth)
             r = c.result
             ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
             doc.update({
@@ -245,7 +249,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
         },
         "source": source.as_dict(),
-        "environment": environment.describe(cfg.eval.threads, cfg.eval.seed),
+        "environment": {**environment.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
         "windows": prepared.info,
         "rows": [r.as_dict() for r in rows],
         "cells": cell_docs,
@@ -255,6 +259,27 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "flags": [f.as_dict() for f in flags],
         "notes": notes,
     }
+
+
+def cached_bandwidth(work: Path, threads: int, console) -> dict | None:
+    """Memory bandwidth for the decode roofline, measured once per run folder and thread count."""
+    import json
+
+    from harness.roofline import measure_bandwidth
+
+    f = work / f"bandwidth-t{threads}.json"
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError):
+        pass
+    try:
+        bw = measure_bandwidth(threads)
+    except (RuntimeError, OSError, ValueError) as e:
+        console.line(f"[roofline] bandwidth not measured: {e}")
+        return None
+    console.line(f"[roofline] memory bandwidth (triad, {threads} threads): {bw['gb_s']:.1f} GB/s")
+    f.write_text(json.dumps(bw))
+    return bw
 
 
 def run_compare(cfg: RunConfig, console) -> int:
@@ -288,7 +313,8 @@ def run_compare(cfg: RunConfig, console) -> int:
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
     scores = score_task_cells(task_cells, task_req, work, console) if task_req else {}
-    results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells)
+    bandwidth = cached_bandwidth(work, cfg.eval.threads, console)
+    results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth)
     results["run"]["wall_s"] = round(time.time() - t_start, 1)
     write_json_atomic(out / "results.json", results)
     write_csv(out / "results.csv", results["rows"])

@@ -23,6 +23,8 @@ METRICS = {
     "prefill_tok_s": "tok/s",
     "decode_tok_s": "tok/s",
     "eval_tok_s": "tok/s",
+    "weight_bytes_per_token": "bytes",
+    "decode_roofline_pct": "%",
 }
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
 # families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")

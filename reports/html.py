@@ -42,6 +42,13 @@ def _kv_table(d: dict) -> str:
     return f"<table>{rows}</table>"
 
 
+def _bw(results: dict) -> str:
+    bw = results["environment"].get("memory_bandwidth")
+    if not bw:
+        return "not measured"
+    return f"{bw['gb_s']:.1f} GB/s, {html.escape(bw['method'])}, {bw['threads']} threads"
+
+
 def render(results: dict) -> str:
     src = results["source"]
     win = results["windows"]
@@ -62,7 +69,9 @@ def render(results: dict) -> str:
         f"({win['scored_tokens']} scored tokens; {html.escape(win['protocol'])}). Every runtime scored the same token ids, "
         "tokenized once with the source tokenizer. CIs are 95% t-intervals over windows; ΔPPL uses the paired per-window "
         "difference against fp16 × transformers. Speed: median of the timed runs after a warm-up, batch 1; "
-        "bits per weight = bytes on disk × 8 / source parameter count.</p>")
+        "bits per weight = bytes on disk × 8 / source parameter count. "
+        "Decode % of roofline = decode tok/s × bytes of weights the runtime reads per token ÷ memory bandwidth "
+        f"({_bw(results)}); weight bytes are the runtime's own (float32 in transformers, the GGUF file in llama.cpp).</p>")
     acc = accuracy_frame(results)
     if acc is not None:
         t = results["run"].get("tasks", {})

@@ -57,6 +57,8 @@ def summary_frame(results: dict) -> pd.DataFrame:
         pre, dec = get("prefill_tok_s"), get("decode_tok_s")
         rec["prefill tok/s"] = "—" if pre[0] is None else f"{pre[0]:.1f}"
         rec["decode tok/s"] = "—" if dec[0] is None else f"{dec[0]:.1f}"
+        roof = get("decode_roofline_pct")[0]
+        rec["decode % of roofline"] = "—" if roof is None else f"{roof:.0f}%"
         if st == "broken":
             rec["ΔPPL vs fp16 [paired CI]"] = "BROKEN"
         out.append(rec)

@@ -62,6 +62,10 @@ class Runtime(ABC):
         """The runtime's own tokenizer, if it has one (to check it against the source's)."""
         return None
 
+    def weight_bytes(self) -> int | None:
+        """Bytes of weights this runtime reads per decoded token at batch 1 (for the roofline)."""
+        return None
+
     def versions(self) -> dict[str, str]:
         return {}
 

@@ -67,6 +67,9 @@ class LlamaCppRuntime(Runtime):
         llm = self._scorer or self._gen
         return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def weight_bytes(self) -> int | None:
+        return Path(self.path).stat().st_size
+
     def versions(self) -> dict[str, str]:
         return {"llama_cpp_python": metadata.version("llama_cpp_python")}
 

@@ -92,6 +92,14 @@ class TransformersRuntime(Runtime):
             t2 = time.perf_counter()
         return Generation(out_tokens, t1 - t0, t2 - t1, n_new)
 
+    def weight_bytes(self) -> int | None:
+        seen, total = set(), 0
+        for p in self.model.parameters():  # tied weights counted once
+            if p.data_ptr() not in seen:
+                seen.add(p.data_ptr())
+                total += p.numel() * p.element_size()
+        return total
+
     def versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("torch", "transformers")}
 

@@ -36,6 +36,25 @@ def _cpu_wna16_kernel() -> bool:
     return True
 
 
+def _count_params(folder: Path) -> int | None:
+    """Parameters stored in a safetensors checkpoint (from the headers, nothing loaded)."""
+    import json
+    import struct
+
+    total = 0
+    for f in folder.glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(n))
+        for k, v in header.items():
+            if k != "__metadata__":
+                c = 1
+                for d in v["shape"]:
+                    c *= d
+                total += c
+    return total or None
+
+
 class VllmRuntime(Runtime):
     name = "vllm"
     full_logits = False
@@ -98,6 +117,7 @@ class VllmRuntime(Runtime):
         cfg = self.llm.llm_engine.model_config
         self._dtype_used = str(cfg.dtype).replace("torch.", "")
         self._quant_used = cfg.quantization
+        self._n_params = _count_params(artifact) if fmt == "hf-safetensors" else None
         self.notes.append(f"vLLM on {self.device}, dtype {self._dtype_used}, quantization {self._quant_used or 'none'}, "
                           "eager mode, prefix caching off")
 
@@ -184,6 +204,15 @@ class VllmRuntime(Runtime):
             "itl_p50_s": pct(itl, 50), "itl_p90_s": pct(itl, 90), "wall_s": end - t0,
             "itl_mean_s": statistics.fmean(itl) if itl else float("nan"),
         }
+
+    def weight_bytes(self) -> int | None:
+        """Unquantized checkpoints: parameters × bytes of the compute dtype (quantized: unknown here)."""
+        if self._quant_used or not hasattr(self, "_dtype_used"):
+            return None
+        import torch
+
+        n = getattr(self, "_n_params", None)
+        return None if n is None else n * torch.empty(0, dtype=getattr(torch, self._dtype_used)).element_size()
 
     def versions(self) -> dict[str, str]:
         v = {p: metadata.version(p) for p in ("torch", "transformers")}

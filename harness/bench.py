@@ -1,0 +1,232 @@
+"""`quantcompare bench`: the harness against llama.cpp's own tools, on the same GGUF files,
+context, chunk count and threads, in one run:
+
+- perplexity: harness (llama.cpp runtime) vs `llama-perplexity -f wiki.test.raw` — PPL difference and
+  speed ratio (tokens per second of the whole pass);
+- kld: harness KLD of Q4_K_M against gguf-f16 vs `llama-perplexity --kl-divergence` against the F16 base —
+  mean KLD and same-top-token rate;
+- prefill / decode: harness tok/s (llama-bench protocol) vs `llama-bench` pp512 / tg128;
+- roofline: memory bandwidth (STREAM triad) and decode tok/s as a share of bandwidth / weight bytes.
+Writes OUT/bench.json; prints every ratio and a last line with all of them."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from harness.cells import CellJob, cell_key, evaluator_code_hash, run_cell
+from harness.config import RunConfig
+from harness.errors import UserError
+from harness.evaluation_text import prepare_windows
+from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
+from harness.roofline import measure_bandwidth
+from harness.schema import write_json_atomic
+from harness.source import resolve_source
+from harness.variants import build_variants
+
+GOALS = {"perplexity_ppl_diff_pct": 0.1, "perplexity_speed_ratio": 0.95, "kld_mean_rel_diff_pct": 2.0,
+         "kld_same_top_diff_pts": 0.5, "prefill_ratio_band": 0.05, "decode_ratio_band": 0.05}
+
+
+def _tool(tools: Path, name: str) -> Path:
+    exe = tools / name
+    if not exe.is_file():
+        raise UserError(f"{exe} not found: run `make tools` first")
+    return exe
+
+
+def _run(cmd: list[str], console, log: Path) -> str:
+    console.line("[bench] $ " + " ".join(str(c) for c in cmd))
+    t0 = time.time()
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    log.write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
+    if p.returncode != 0:
+        tail = " | ".join(p.stderr.strip().splitlines()[-3:])
+        raise UserError(f"{Path(cmd[0]).name} failed (exit {p.returncode}): {tail}")
+    console.line(f"[bench]   done in {time.time() - t0:.1f} s (log: {log})")
+    return p.stdout + "\n" + p.stderr
+
+
+def _float(pattern: str, text: str, what: str) -> float:
+    m = re.search(pattern, text)
+    if not m:
+        raise UserError(f"could not read {what} from llama.cpp's output")
+    return float(m.group(1))
+
+
+def parse_perplexity(text: str) -> dict:
+    """Final PPL and the prompt-eval throughput llama-perplexity reports."""
+    return {
+        "ppl": _float(r"Final estimate: PPL = ([0-9.]+)", text, "the final PPL"),
+        "tok_s": _float(r"prompt eval time\s*=\s*[0-9.]+ ms /\s*\d+ tokens \(\s*[0-9.]+ ms per token,\s*([0-9.]+) tokens per second\)",
+                        text, "prompt eval throughput"),
+    }
+
+
+def parse_kld(text: str) -> dict:
+    return {
+        "kld_mean": _float(r"Mean\s+KLD:\s+([0-9.eE+-]+)", text, "mean KLD"),
+        "same_top_pct": _float(r"Same top p:\s+([0-9.]+)", text, "same top p"),
+        "ppl_q": _float(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)", text, "PPL(Q)"),
+    }
+
+
+def parse_llama_bench(text: str) -> dict:
+    """llama-bench -o json: avg tokens/s per test (pp512, tg128)."""
+    start = text.index("[")
+    rows = json.loads(text[start:text.rindex("]") + 1])
+    out = {}
+    for r in rows:
+        if r.get("n_prompt") and not r.get("n_gen"):
+            out["pp"] = {"n": r["n_prompt"], "tok_s": r["avg_ts"], "stddev": r.get("stddev_ts")}
+        elif r.get("n_gen") and not r.get("n_prompt"):
+            out["tg"] = {"n": r["n_gen"], "tok_s": r["avg_ts"], "stddev": r.get("stddev_ts")}
+    return out
+
+
+def _cell(variant, outcome, spec_extra: dict, prepared, cfg, work: Path, console) -> dict:
+    s = cfg.eval
+    spec = {
+        "variant": variant, "runtime": "llama.cpp", "format": outcome.manifest.format,
+        "artifact": str(outcome.folder / outcome.manifest.artifact), "windows": str(prepared.path),
+        "windows_sha256": prepared.info["windows_sha256"], "n_ctx": s.n_ctx, "threads": s.threads,
+        "kld_top_k": s.kld_top_k, "prefill_tokens": s.prefill_tokens, "decode_tokens": s.decode_tokens,
+        "speed_repeats": s.speed_repeats, "sanity_prompt_ids": prepared.sanity_prompt_ids, "sanity_new_tokens": 8,
+        "tokenizer_probe": prepared.probe, "reference_dir": None, "write_reference": False, "seed": s.seed,
+        "speed": False,
+    }
+    spec.update(spec_extra)
+    job = CellJob(variant, "llama.cpp", spec, cell_key(spec, outcome.manifest.cache_key, evaluator_code_hash()))
+    tag = spec_extra.get("tag", "")
+    console.line(f"[bench] harness: {variant} × llama.cpp {tag}")
+    o = run_cell(job, work / "cells" / tag, console, 3600.0, s.threads)
+    if not o.ok:
+        raise UserError(f"harness cell {variant} ({tag}) failed: {o.error}")
+    return o.result
+
+
+def run_bench(cfg: RunConfig, tools: Path, console) -> int:
+    t_start = time.time()
+    perplexity_exe, bench_exe = _tool(tools, "llama-perplexity"), _tool(tools, "llama-bench")
+    source = resolve_source(cfg.model, progress=console.line)
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    text = cfg.eval_text or WIKITEXT_TEST
+    cfg = replace(cfg, variants=("gguf-f16", "gguf-q4_k_m"))
+    prepared = prepare_windows(source, text, cfg.eval, work)
+    n_chunks, n_ctx, threads = prepared.info["n_windows"], cfg.eval.n_ctx, cfg.eval.threads
+    console.line(f"[bench] {n_chunks} chunks × {n_ctx} tokens of {text.name}, {threads} threads")
+    variants = build_variants(source, cfg, CALIBRATION_TEXT, out / "artifacts", console)
+    for v in cfg.variants:
+        if variants[v].manifest is None:
+            raise UserError(f"could not build {v}: {variants[v].error}")
+    f16 = variants["gguf-f16"].folder / variants["gguf-f16"].manifest.artifact
+    q4 = variants["gguf-q4_k_m"].folder / variants["gguf-q4_k_m"].manifest.artifact
+    ref_dir = work / f"bench-reference-{prepared.info['windows_sha256'][:12]}-k{cfg.eval.kld_top_k}"
+
+    # 1. harness: Q4_K_M perplexity alone (speed of the pass), F16 writing the KLD reference, Q4_K_M KLD.
+    h_ppl = _cell("gguf-q4_k_m", variants["gguf-q4_k_m"], {"tag": "ppl"}, prepared, cfg, work, console)
+    h_ref = _cell("gguf-f16", variants["gguf-f16"], {"tag": "kld-base", "reference_dir": str(ref_dir),
+                                                      "write_reference": True}, prepared, cfg, work, console)
+    h_kld = _cell("gguf-q4_k_m", variants["gguf-q4_k_m"], {"tag": "kld", "reference_dir": str(ref_dir)},
+                  prepared, cfg, work, console)
+    speed = {}
+    for v, path in (("gguf-f16", f16), ("gguf-q4_k_m", q4)):
+        r = _cell(v, variants[v], {"tag": "speed", "speed": True, "speed_protocol": "llama-bench",
+                                    "speed_repeats": 5, "score": False}, prepared, cfg, work, console)
+        speed[v] = r["speed"]
+
+    # 2. llama.cpp's tools on the same files, text, context, chunks and threads.
+    common = ["-c", n_ctx, "-b", n_ctx, "--chunks", n_chunks, "-t", threads]
+    t_ppl = parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, *common], console, logs / "llama-perplexity-q4.log"))
+    base_file = work / "llama-kld-base.bin"
+    t_base = parse_perplexity(_run([perplexity_exe, "-m", f16, "-f", text, *common, "--kl-divergence-base", base_file],
+                                   console, logs / "llama-perplexity-f16-base.log"))
+    t_kld = parse_kld(_run([perplexity_exe, "-m", q4, "--kl-divergence-base", base_file, "--kl-divergence", *common],
+                           console, logs / "llama-perplexity-kld.log"))
+    base_file.unlink(missing_ok=True)  # full-vocabulary logits: gigabytes
+    t_bench = {}
+    for v, path in (("gguf-f16", f16), ("gguf-q4_k_m", q4)):
+        t_bench[v] = parse_llama_bench(_run([bench_exe, "-m", path, "-p", cfg.eval.prefill_tokens, "-n", cfg.eval.decode_tokens,
+                                             "-t", threads, "-r", 5, "-o", "json"], console, logs / f"llama-bench-{v}.log"))
+
+    # 3. memory bandwidth and the decode roofline
+    bw = measure_bandwidth(threads)
+    console.line(f"[bench] memory bandwidth (triad, {threads} threads): {bw['gb_s']:.1f} GB/s")
+
+    import numpy as np
+
+    h_ppl_value = float(np.exp(np.mean(h_ppl["window_nll"])))
+    h_kld_mean = h_kld["kld"]["summary"]["mean"]
+    h_same_top = 100.0 * float(np.mean(h_kld["kld"]["top1_per_window"]))
+    report = {
+        "perplexity": {
+            "variant": "gguf-q4_k_m", "harness_ppl": h_ppl_value, "llama_perplexity_ppl": t_ppl["ppl"],
+            "ppl_diff_pct": 100.0 * (h_ppl_value / t_ppl["ppl"] - 1.0),
+            "harness_tok_s": h_ppl["eval_tok_s"], "llama_perplexity_tok_s": t_ppl["tok_s"],
+            "speed_ratio": h_ppl["eval_tok_s"] / t_ppl["tok_s"],
+            "f16_llama_perplexity_ppl": t_base["ppl"], "f16_harness_ppl": float(np.exp(np.mean(h_ref["window_nll"]))),
+        },
+        "kld": {
+            "harness_kld_mean": h_kld_mean, "llama_perplexity_kld_mean": t_kld["kld_mean"],
+            "kld_mean_rel_diff_pct": 100.0 * (h_kld_mean / t_kld["kld_mean"] - 1.0),
+            "harness_same_top_pct": h_same_top, "llama_perplexity_same_top_pct": t_kld["same_top_pct"],
+            "same_top_diff_pts": h_same_top - t_kld["same_top_pct"], "harness_top_k": cfg.eval.kld_top_k,
+        },
+        "prefill": {}, "decode": {},
+        "roofline": {"bandwidth": bw, "cells": {}},
+    }
+    for v in ("gguf-f16", "gguf-q4_k_m"):
+        hb, tb = speed[v], t_bench[v]
+        report["prefill"][v] = {"harness_tok_s": hb["prefill_tok_s"], "llama_bench_tok_s": tb["pp"]["tok_s"],
+                                "ratio": hb["prefill_tok_s"] / tb["pp"]["tok_s"], "test": f"pp{tb['pp']['n']}"}
+        report["decode"][v] = {"harness_tok_s": hb["decode_tok_s"], "llama_bench_tok_s": tb["tg"]["tok_s"],
+                               "ratio": hb["decode_tok_s"] / tb["tg"]["tok_s"], "test": f"tg{tb['tg']['n']}"}
+        size = variants[v].manifest.size_bytes
+        ceiling = bw["bytes_s"] / size
+        report["roofline"]["cells"][v] = {
+            "weight_bytes": size, "ceiling_tok_s": ceiling,
+            "harness_decode_pct": 100.0 * hb["decode_tok_s"] / ceiling,
+            "llama_bench_decode_pct": 100.0 * tb["tg"]["tok_s"] / ceiling,
+        }
+    report["goals"] = GOALS
+    report["settings"] = {"n_ctx": n_ctx, "chunks": n_chunks, "threads": threads, "text": str(text),
+                          "model": source.name, "tools": str(tools), "wall_s": round(time.time() - t_start, 1)}
+    from harness import environment
+
+    report["environment"] = environment.describe(threads, cfg.eval.seed)
+    write_json_atomic(out / "bench.json", report)
+
+    p, k = report["perplexity"], report["kld"]
+    lines = [
+        f"perplexity (q4_k_m): harness {p['harness_ppl']:.4f} vs llama-perplexity {p['llama_perplexity_ppl']:.4f} "
+        f"-> {p['ppl_diff_pct']:+.3f}% (goal ±{GOALS['perplexity_ppl_diff_pct']}%); speed {p['harness_tok_s']:.1f} vs "
+        f"{p['llama_perplexity_tok_s']:.1f} tok/s -> ratio {p['speed_ratio']:.3f} (goal >= {GOALS['perplexity_speed_ratio']})",
+        f"kld (q4_k_m vs f16): harness {k['harness_kld_mean']:.6f} vs llama-perplexity {k['llama_perplexity_kld_mean']:.6f} "
+        f"-> {k['kld_mean_rel_diff_pct']:+.2f}% (goal ±{GOALS['kld_mean_rel_diff_pct']}%); same top {k['harness_same_top_pct']:.2f}% "
+        f"vs {k['llama_perplexity_same_top_pct']:.2f}% -> {k['same_top_diff_pts']:+.2f} pts (goal ±{GOALS['kld_same_top_diff_pts']})",
+    ]
+    for what in ("prefill", "decode"):
+        for v, d in report[what].items():
+            lines.append(f"{what} {v} ({d['test']}): harness {d['harness_tok_s']:.1f} vs llama-bench {d['llama_bench_tok_s']:.1f} "
+                         f"tok/s -> ratio {d['ratio']:.3f} (goal 1 ± 0.05)")
+    for v, d in report["roofline"]["cells"].items():
+        lines.append(f"roofline {v}: {d['weight_bytes'] / 1e6:.1f} MB/token at {bw['gb_s']:.1f} GB/s -> ceiling "
+                     f"{d['ceiling_tok_s']:.1f} tok/s; harness decode {d['harness_decode_pct']:.1f}%, llama-bench "
+                     f"{d['llama_bench_decode_pct']:.1f}% of it")
+    for line in lines:
+        console.line(line)
+    console.line("BENCH " + " ".join([
+        f"ppl_diff={p['ppl_diff_pct']:+.3f}%", f"ppl_speed={p['speed_ratio']:.3f}",
+        f"kld_diff={k['kld_mean_rel_diff_pct']:+.2f}%", f"same_top_diff={k['same_top_diff_pts']:+.2f}pts",
+        *[f"{w}_{v}={report[w][v]['ratio']:.3f}" for w in ("prefill", "decode") for v in report[w]],
+        *[f"roofline_{v}={d['harness_decode_pct']:.1f}%" for v, d in report["roofline"]["cells"].items()],
+    ]))
+    console.line(f"wrote {out / 'bench.json'} in {time.time() - t_start:.0f} s")
+    return 0
