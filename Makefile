@@ -81,7 +81,7 @@ compare: setup $(if $(VLLM),setup-vllm)
 	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") \
 		$(if $(VLLM),--runtimes transformers,llama.cpp,vllm) $(ARGS)
 
-test: setup setup-vllm
+test: setup setup-vllm tools
 	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)
 
 test-fast: setup
