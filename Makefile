@@ -17,6 +17,7 @@ PIP_FLAGS ?= --disable-pip-version-check
 MODEL ?=
 OUT ?=
 VLLM ?=
+VLLM_RUNTIMES := transformers,llama.cpp,vllm
 ARGS ?=
 PYTEST_ARGS ?=
 
@@ -79,7 +80,7 @@ bench: setup tools
 # `make compare VLLM=1` adds vLLM as a runtime (fp16, awq-int4, and gguf where vLLM reads it).
 compare: setup $(if $(VLLM),setup-vllm)
 	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") \
-		$(if $(VLLM),--runtimes transformers,llama.cpp,vllm) $(ARGS)
+		$(if $(VLLM),--runtimes $(VLLM_RUNTIMES)) $(ARGS)
 
 test: setup setup-vllm tools
 	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)

@@ -305,7 +305,7 @@ def run_compare(cfg: RunConfig, console) -> int:
         from harness.tasks import build_requests
 
         console.line(f"[tasks] lm-eval {', '.join(cfg.tasks.tasks)}: {cfg.tasks.num_fewshot}-shot, "
-                     f"limit {cfg.tasks.limit or 'none'}; building requests")
+                     f"limit {cfg.tasks.limit or 'none'}; preparing requests")
         task_req = build_requests(cfg.tasks, source.path, work)
         console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
     jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req)

@@ -153,14 +153,36 @@ class TaskRequests:
     sha256: str
 
 
-def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> TaskRequests:
-    """Run lm-eval once with the recording LM and tokenize its requests with the source tokenizer."""
-    from transformers import AutoTokenizer
+def _requests_key(settings: TaskSettings, tokenizer_dir: Path) -> str:
+    """Requests depend on the task settings, lm-eval's version, the task files and the tokenizer."""
+    from importlib import metadata
 
+    h = hashlib.sha256(json.dumps(settings.as_dict(), sort_keys=True).encode())
+    h.update(metadata.version("lm-eval").encode())
+    for f in sorted(TASK_DATA.rglob("*")) + sorted(Path(tokenizer_dir).glob("tokenizer*")):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> TaskRequests:
+    """Run lm-eval once with the recording LM and tokenize its requests with the source tokenizer
+    (cached in work/tasks by everything the requests depend on)."""
     try:
         import lm_eval  # noqa: F401
     except ImportError as e:
         raise UserError(f"lm-eval is not installed in this environment ({e}); run `make setup`") from None
+    key = _requests_key(settings, tokenizer_dir)
+    cache = work / "tasks" / f"requests-{key[:16]}.cache.json"
+    try:
+        doc = json.loads(cache.read_text())
+        path = Path(doc["path"])
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == doc["blob_sha256"]:
+            return TaskRequests(settings, [tuple(p) for p in doc["pairs"]], path, doc["sha256"])
+    except (OSError, ValueError, KeyError):
+        pass
+    from transformers import AutoTokenizer
+
     RecordingLM, _ = _lm_classes()
     rec = RecordingLM()
     _evaluate(rec, settings, work / "tasks")
@@ -173,13 +195,33 @@ def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> T
     path = work / "tasks" / f"requests-{sha[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(blob)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"path": str(path), "blob_sha256": hashlib.sha256(blob).hexdigest(), "sha256": sha,
+                               "pairs": pairs}))
+    tmp.replace(cache)
     return TaskRequests(settings, pairs, path, sha)
 
 
 def score_tasks(req: TaskRequests, loglikelihoods: list[list], work: Path) -> dict:
-    """Hand a cell's scores back to lm-eval; {task: {metric: {value, stderr}}, n per task}."""
+    """Hand a cell's scores back to lm-eval; {task: {metric: {value, stderr}}, n per task}.
+    Cached by (requests, scores): a re-run with cached cells does not run lm-eval again."""
     if len(loglikelihoods) != len(req.pairs):
         raise ValueError(f"{len(loglikelihoods)} scores for {len(req.pairs)} requests")
+    key = hashlib.sha256((req.sha256 + json.dumps(loglikelihoods)).encode()).hexdigest()
+    cache = work / "tasks" / f"scores-{key[:16]}.json"
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    out = _score_tasks(req, loglikelihoods, work)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(cache)
+    return out
+
+
+def _score_tasks(req: TaskRequests, loglikelihoods: list[list], work: Path) -> dict:
     _, ReplayLM = _lm_classes()
     scores = {p: (float(ll), bool(g)) for p, (ll, g) in zip(req.pairs, loglikelihoods)}
     res = _evaluate(ReplayLM(scores), req.settings, work / "tasks")
