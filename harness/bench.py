@@ -57,13 +57,24 @@ def _float(pattern: str, text: str, what: str) -> float:
     return float(m.group(1))
 
 
+_STAMP = r"(\d+)\.(\d{2})\.(\d{3})\.(\d{3}) I "
+
+
+def _seconds(m: re.Match) -> float:
+    return int(m.group(1)) * 60 + int(m.group(2)) + int(m.group(3)) / 1e3 + int(m.group(4)) / 1e6
+
+
 def parse_perplexity(text: str) -> dict:
-    """Final PPL and the prompt-eval throughput llama-perplexity reports."""
-    return {
-        "ppl": _float(r"Final estimate: PPL = ([0-9.]+)", text, "the final PPL"),
-        "tok_s": _float(r"prompt eval time\s*=\s*[0-9.]+ ms /\s*\d+ tokens \(\s*[0-9.]+ ms per token,\s*([0-9.]+) tokens per second\)",
-                        text, "prompt eval throughput"),
-    }
+    """Final PPL, and the throughput of the whole pass: chunks × n_ctx over the time between the log's
+    "calculating perplexity" and "Final estimate" stamps (model evaluation plus llama-perplexity's own
+    log-softmax work, as the harness's pass includes its own)."""
+    ppl = _float(r"Final estimate: PPL = ([0-9.]+)", text, "the final PPL")
+    start = re.search(_STAMP + r"perplexity: calculating perplexity over (\d+) chunks, n_ctx=(\d+)", text)
+    end = re.search(_STAMP + r"Final estimate", text)
+    if not start or not end:
+        raise UserError("could not read the pass timing from llama-perplexity's log")
+    tokens = int(start.group(5)) * int(start.group(6))
+    return {"ppl": ppl, "tok_s": tokens / (_seconds(end) - _seconds(start)), "pass_s": _seconds(end) - _seconds(start)}
 
 
 def parse_kld(text: str) -> dict:

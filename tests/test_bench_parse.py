@@ -4,11 +4,11 @@ import pytest
 from harness.bench import parse_kld, parse_llama_bench, parse_perplexity
 from harness.errors import UserError
 
-PPL_OUT = """perplexity: calculating perplexity over 48 chunks, n_ctx=512, batch_size=512, n_seq=1
-[1]19.1452,[2]22.0016,[3]23.3151,
-Final estimate: PPL = 25.0293 +/- 0.81215
-llama_perf_context_print:        load time =     120.10 ms
-llama_perf_context_print: prompt eval time =   29341.04 ms / 24576 tokens (    1.19 ms per token,   837.60 tokens per second)
+PPL_OUT = """[1]50253.6534,[2]46887.1243,[3]48185.0918,[4]47733.5377,
+0.00.437.595 I perplexity: tokenizing the input ..
+0.01.876.037 I perplexity: tokenization took 1438.42 ms
+0.01.876.617 I perplexity: calculating perplexity over 4 chunks, n_ctx=256, batch_size=256, n_seq=1
+0.02.009.225 I perplexity: 0.13 seconds per pass - ETA 0.02.489.965 I Final estimate: PPL = 47733.5377 +/- 912.06606
 """
 
 KLD_OUT = """====== Perplexity statistics ======
@@ -30,7 +30,9 @@ BENCH_OUT = """[
 
 
 def test_parse_perplexity():
-    assert parse_perplexity(PPL_OUT) == {"ppl": 25.0293, "tok_s": 837.60}
+    r = parse_perplexity(PPL_OUT)
+    assert r["ppl"] == 47733.5377
+    assert abs(r["pass_s"] - 0.613348) < 1e-6 and abs(r["tok_s"] - 1024 / 0.613348) < 1e-3
 
 
 def test_parse_kld():
@@ -47,3 +49,5 @@ def test_parse_llama_bench():
 def test_missing_numbers_are_a_clear_error():
     with pytest.raises(UserError, match="final PPL"):
         parse_perplexity("nothing here")
+    with pytest.raises(UserError, match="timing"):
+        parse_perplexity("Final estimate: PPL = 3.0 +/- 0.1")
