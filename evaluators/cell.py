@@ -19,7 +19,8 @@ import numpy as np
 
 from evaluators.backends import make_runtime
 from evaluators.backends.base import Unsupported
-from evaluators.kld import (SparseLogprobs, TopK, kld_sparse, kld_topk, log_softmax, summarize, top1_agree,
+from evaluators.gpu_memory import GpuMemorySampler
+from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, summarize, top1_agree,
                             top1_agree_sparse)
 from evaluators.windows import Windows
 
@@ -33,10 +34,10 @@ def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
     sl = slice(win.first, win.n_ctx - 1)
     if rt.full_logits:
         for w in range(win.n_windows):
-            logits = rt.logits(win.ids[w])
-            if logits.shape[0] != win.n_ctx:
-                raise RuntimeError(f"runtime returned {logits.shape[0]} positions for a window of {win.n_ctx}")
-            yield w, log_softmax(logits[sl]), None
+            logits = rt.logits(win.ids[w], keep_from=win.first)  # the last position predicts nothing scored
+            if logits.shape[0] != win.n_ctx - win.first:
+                raise RuntimeError(f"runtime returned {logits.shape[0]} positions for {win.n_ctx - win.first} asked")
+            yield w, RowLogprobs.from_logits(logits[:-1]), None
         return
     for start in range(0, win.n_windows, chunk):
         ws = list(range(start, min(start + chunk, win.n_windows)))
@@ -58,25 +59,26 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
     k_sparse = int(spec.get("sparse_top_k", 20))
     window_nll, kld_all, top1_w, kld_w = [], [], [], []
     t0 = time.perf_counter()
-    for w, logp, sparse in _window_scores(rt, win, k_sparse):
+    for w, rows, sparse in _window_scores(rt, win, k_sparse):
         tgt = win.targets(w).astype(np.int64)
-        if logp is not None:
-            if tgt.max() >= logp.shape[1]:
-                raise RuntimeError(f"token id {int(tgt.max())} outside the runtime's vocabulary ({logp.shape[1]})")
-            nll = -logp[np.arange(len(tgt)), tgt]
+        if rows is not None:
+            if tgt.max() >= rows.vocab:
+                raise RuntimeError(f"token id {int(tgt.max())} outside the runtime's vocabulary ({rows.vocab})")
+            nll = -rows.at(tgt)
         else:
             nll = -sparse.target_logp
         window_nll.append(float(nll.mean()))
         if write_ref:
-            top = TopK.from_logprobs(logp, int(spec["kld_top_k"]))
-            np.savez(ref_dir / f"w{w:05d}.npz", ids=top.ids, logp=top.logp)
+            top = TopK.from_rows(rows, int(spec["kld_top_k"]))
+            arrays = {"logp": top.logp} if top.ids is None else {"ids": top.ids, "logp": top.logp}
+            np.savez(ref_dir / f"w{w:05d}.npz", **arrays)
         elif ref_dir is not None:
             with np.load(ref_dir / f"w{w:05d}.npz") as z:
-                top = TopK(z["ids"], z["logp"])
-            if top.ids.shape[0] != len(tgt):
+                top = TopK(z["ids"] if "ids" in z.files else None, z["logp"])
+            if top.logp.shape[0] != len(tgt):
                 raise RuntimeError("reference windows do not match this cell's windows")
-            if logp is not None:
-                k, agree = kld_topk(top, logp), top1_agree(top, logp)
+            if rows is not None:
+                k, agree = kld_topk(top, rows), top1_agree(top, rows)
             else:
                 k, agree = kld_sparse(top, sparse), top1_agree_sparse(top, sparse)
             kld_all.append(k)
@@ -100,16 +102,19 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             "summary": summarize(allk),
             "percentiles": [float(x) for x in np.percentile(allk, np.arange(0, 101))],
             "top_k": int(spec["kld_top_k"]),
-            "method": "full" if rt.full_logits else f"sparse: runtime top-{k_sparse} x reference top-{spec['kld_top_k']}",
+            "method": (("exact: whole vocabulary" if int(spec["kld_top_k"]) <= 0 else
+                        f"reference top-{spec['kld_top_k']} + rest bucket (lower bound)") if rt.full_logits else
+                       f"sparse: runtime top-{k_sparse} x reference top-{spec['kld_top_k']}"),
         }
     return out
 
 
-def measure_speed(rt, prompt: list[int], spec: dict) -> dict:
+def measure_speed(rt, prompt: list[int], spec: dict, win: Windows) -> dict:
     """Prefill of the prompt, then decode steps; median of `speed_repeats` runs after one warm-up.
 
     protocol "llama-bench" matches llama-bench's pp/tg tests: prefill of the prompt from an empty
-    context, and decode of n tokens from a one-token context (tg128 has no prompt); mean of the runs."""
+    context; tg = n single-token decodes from an empty context (the first token's pass included, as
+    tg128 has no prompt), in a context of n cells where the runtime sizes contexts; mean of the runs."""
     n_new = int(spec["decode_tokens"])
     bench = spec.get("speed_protocol") == "llama-bench"
     rt.generate(prompt, min(n_new, 16))  # warm-up
@@ -117,14 +122,15 @@ def measure_speed(rt, prompt: list[int], spec: dict) -> dict:
     for r in range(int(spec["speed_repeats"])):
         if bench:
             pre.append(len(prompt) / rt.generate(prompt, 0).prefill_s)
-            g = rt.generate(prompt[:1], n_new)
+            g = rt.generate(prompt[:1], n_new - 1)
+            dec.append(n_new / (g.prefill_s + g.decode_s))
         else:
             g = rt.generate(prompt, n_new)
             pre.append(len(prompt) / g.prefill_s)
-        dec.append(g.n_decode / g.decode_s)
+            dec.append(g.n_decode / g.decode_s)
         progress(f"speed run {r + 1}/{spec['speed_repeats']}")
     center = statistics.fmean if bench else statistics.median
-    return {
+    out = {
         "protocol": "llama-bench (pp: empty context; tg: from one token; mean)" if bench else
                     "prompt then decode; median",
         "prefill_tokens": len(prompt),
@@ -133,7 +139,30 @@ def measure_speed(rt, prompt: list[int], spec: dict) -> dict:
         "decode_tok_s_runs": dec,
         "prefill_tok_s": center(pre),
         "decode_tok_s": center(dec),
+        # time to first token of the prompt at batch 1 (prefill + first token's logits)
+        "ttft_s_runs": [len(prompt) / p for p in pre],
+        "ttft_s": len(prompt) / center(pre),
     }
+    batches = [int(b) for b in spec.get("decode_batches") or [] if int(b) > 1]
+    if batches and hasattr(rt, "generate_batch"):
+        out["decode_batched"] = measure_batched_decode(rt, win, batches, n_new, int(spec["speed_repeats"]))
+    return out
+
+
+def measure_batched_decode(rt, win: Windows, batches: list[int], n_new: int, repeats: int, n_in: int = 128) -> dict:
+    """Decode tok/s (all sequences together) with b different 128-token prompts decoded at once."""
+    flat = win.ids.reshape(-1)
+    out = {}
+    for b in batches:
+        prompts = [[int(t) for t in flat[(i * n_in) % (len(flat) - n_in):][:n_in]] for i in range(b)]
+        rt.generate_batch(prompts, min(n_new, 8))  # warm-up
+        runs = []
+        for _ in range(repeats):
+            g = rt.generate_batch(prompts, n_new)
+            runs.append(b * g.n_decode / g.decode_s)
+        out[str(b)] = {"tok_s": statistics.median(runs), "runs": runs, "prompt_tokens": n_in, "new_tokens": n_new}
+        progress(f"decode at batch {b}: {out[str(b)]['tok_s']:.1f} tok/s")
+    return out
 
 
 def measure_serving(rt, win: Windows, spec: dict) -> list[dict]:
@@ -164,7 +193,8 @@ def score_task_requests(rt, spec: dict) -> list[list]:
     chunk = 32
     for start in range(0, len(seqs), chunk):
         batch = seqs[start:start + chunk]
-        for seq, n_cont, sp in zip(batch, spans[start:start + chunk], rt.prompt_logprobs(batch, 1)):
+        last = max(spans[start:start + chunk])  # only continuation positions are scored
+        for seq, n_cont, sp in zip(batch, spans[start:start + chunk], rt.prompt_logprobs(batch, 1, last=last)):
             lp = sp.target_logp[-n_cont:]
             greedy = bool((sp.ids[-n_cont:, 0] == np.asarray(seq[-n_cont:])).all())
             out.append([float(lp.sum()), greedy])
@@ -175,9 +205,18 @@ def score_task_requests(rt, spec: dict) -> list[list]:
 def run(spec: dict) -> dict:
     threads = int(spec["threads"])
     rt = make_runtime(spec["runtime"], spec)
+    device = spec.get("device", "cpu")
+    vram = GpuMemorySampler().start() if device != "cpu" else None
     t0 = time.perf_counter()
     rt.load(Path(spec["artifact"]), spec["format"], threads, int(spec["n_ctx"]))
-    result: dict = {"load_s": time.perf_counter() - t0, "threads": threads}
+    result: dict = {"load_s": time.perf_counter() - t0, "threads": threads, "device": device,
+                    "role": spec.get("role", "measured")}
+    if spec.get("kernel_check_ids") and rt.full_logits:
+        progress("kernel check logits")
+        out = Path(spec["kernel_check_out"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, np.asarray(rt.logits(np.asarray(spec["kernel_check_ids"])), dtype=np.float32))
+        result["kernel_check_file"] = str(out)
     if spec.get("kind") == "tasks":
         progress("task requests")
         t1 = time.perf_counter()
@@ -203,10 +242,12 @@ def run(spec: dict) -> dict:
         result["sanity_tokens"] = g.tokens
         if spec.get("speed", True):
             prompt = [int(t) for t in win.ids.reshape(-1)[: int(spec["prefill_tokens"])]]
-            result["speed"] = measure_speed(rt, prompt, spec)
+            result["speed"] = measure_speed(rt, prompt, spec, win)
         if spec.get("serving_batches") and not rt.full_logits:
             result["serving"] = measure_serving(rt, win, spec)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if vram is not None:
+        result["peak_vram_bytes"] = vram.stop()
     if spec.get("kind") != "tasks":
         result["weight_bytes"] = rt.weight_bytes()
     result["versions"] = rt.versions()
@@ -225,7 +266,8 @@ def _write(out_path: Path, result: dict) -> None:
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[1]), Path(argv[2])
     spec = json.loads(spec_path.read_text())
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if spec.get("runtime") != "llama.cpp":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         result = run(spec)
     except Unsupported as e:

@@ -21,12 +21,65 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
+def logsumexp_rows(logits: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """float64 log-normalizer of each row of float32 logits, a few rows at a time (cache-sized, no
+    [n, vocab] float64 copy): exp in float32 after subtracting the row max, sums in float64."""
+    out = np.empty(logits.shape[0], dtype=np.float64)
+    for s in range(0, logits.shape[0], chunk):
+        b = logits[s:s + chunk]
+        m = b.max(axis=-1, keepdims=True)
+        out[s:s + chunk] = m[:, 0].astype(np.float64) + np.log(np.exp(b - m).sum(axis=-1, dtype=np.float64))
+    return out
+
+
+@dataclass
+class RowLogprobs:
+    """Log-probabilities of a block of positions, kept as the runtime's logits plus each row's
+    log-normalizer: log p(t | row i) = logits[i, t] - lse[i]. Only the entries asked for are
+    ever materialized in float64."""
+
+    logits: np.ndarray  # [n, vocab], float32 as the runtime returned them (or log-probs with lse 0)
+    lse: np.ndarray  # [n] float64
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray) -> "RowLogprobs":
+        x = np.asarray(logits)
+        if x.dtype != np.float32 and x.dtype != np.float64:
+            x = x.astype(np.float32)
+        return cls(x, logsumexp_rows(x))
+
+    @property
+    def vocab(self) -> int:
+        return int(self.logits.shape[-1])
+
+    def at(self, ids: np.ndarray) -> np.ndarray:
+        """log p of the given token ids: ids [n] -> [n], ids [n, k] -> [n, k] (float64)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        flat = ids.ndim == 1
+        got = np.take_along_axis(self.logits, ids[:, None] if flat else ids, axis=-1).astype(np.float64)
+        got -= self.lse[:, None]
+        return got[:, 0] if flat else got
+
+    def argmax(self) -> np.ndarray:
+        return self.logits.argmax(axis=-1)
+
+
+def as_rows(x: "RowLogprobs | np.ndarray") -> RowLogprobs:
+    """Accept full log-probability arrays too (their normalizer is 0)."""
+    return x if isinstance(x, RowLogprobs) else RowLogprobs(np.asarray(x), np.zeros(np.asarray(x).shape[0]))
+
+
 @dataclass
 class TopK:
-    """The reference's top-k per scored position of one window."""
+    """The reference's top-k per scored position of one window; with ids None, its whole
+    distribution (logp [n, vocab]): the divergence is then exact, as llama-perplexity's."""
 
-    ids: np.ndarray  # [n, k] int32, sorted by probability, descending
-    logp: np.ndarray  # [n, k] float32
+    ids: np.ndarray | None  # [n, k] int32, sorted by probability, descending; None: every token, in id order
+    logp: np.ndarray  # [n, k] (or [n, vocab]) float32
+
+    @property
+    def top1(self) -> np.ndarray:
+        return self.logp.argmax(axis=-1) if self.ids is None else self.ids[:, 0]
 
     @classmethod
     def from_logprobs(cls, logp: np.ndarray, k: int) -> "TopK":
@@ -37,11 +90,30 @@ class TopK:
         return cls(np.take_along_axis(part, order, axis=-1).astype(np.int32),
                    np.take_along_axis(vals, order, axis=-1).astype(np.float32))
 
+    @classmethod
+    def from_rows(cls, rows: RowLogprobs, k: int) -> "TopK":
+        """Top-k straight from the logits (same order as the log-probs), normalized afterwards;
+        k <= 0 or k >= vocabulary keeps the whole distribution."""
+        if k <= 0 or k >= rows.vocab:
+            return cls(None, (rows.logits - rows.lse[:, None]).astype(np.float32))
+        if k == 1:
+            ids = rows.argmax()[:, None]
+        else:
+            k = min(k, rows.vocab)
+            part = np.argpartition(-rows.logits, k - 1, axis=-1)[:, :k]
+            vals = np.take_along_axis(rows.logits, part, axis=-1)
+            ids = np.take_along_axis(part, np.argsort(-vals, axis=-1, kind="stable"), axis=-1)
+        return cls(ids.astype(np.int32), rows.at(ids).astype(np.float32))
 
-def kld_topk(ref: TopK, variant_logp: np.ndarray) -> np.ndarray:
+
+def kld_topk(ref: TopK, variant: "RowLogprobs | np.ndarray") -> np.ndarray:
     """Per-position KL(reference || variant) over the reference's top-k plus the rest bucket."""
     p_logp = ref.logp.astype(np.float64)
-    q_logp = np.take_along_axis(variant_logp, ref.ids.astype(np.int64), axis=-1).astype(np.float64)
+    var = as_rows(variant)
+    if ref.ids is None:  # whole vocabulary: exact
+        q_logp = var.logits.astype(np.float64) - var.lse[:, None]
+        return np.maximum((np.exp(p_logp) * (p_logp - q_logp)).sum(axis=-1), 0.0)
+    q_logp = var.at(ref.ids)
     p = np.exp(p_logp)
     kl = (p * (p_logp - q_logp)).sum(axis=-1)
     p_rest = np.clip(1.0 - p.sum(axis=-1), 0.0, 1.0)
@@ -51,8 +123,8 @@ def kld_topk(ref: TopK, variant_logp: np.ndarray) -> np.ndarray:
     return np.maximum(kl, 0.0)
 
 
-def top1_agree(ref: TopK, variant_logp: np.ndarray) -> np.ndarray:
-    return (variant_logp.argmax(axis=-1) == ref.ids[:, 0]).astype(np.float64)
+def top1_agree(ref: TopK, variant: "RowLogprobs | np.ndarray") -> np.ndarray:
+    return (as_rows(variant).argmax() == ref.top1).astype(np.float64)
 
 
 def summarize(kld_values: np.ndarray) -> dict[str, float]:
@@ -82,6 +154,10 @@ def kld_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
     known exactly), and one bucket for all other tokens. Merging outcomes never increases KL, so
     this is a lower bound of the full-vocabulary KL; it is exact when both top lists cover the
     vocabulary, and close when the variant's top-k holds nearly all of the reference's mass."""
+    if ref.ids is None:  # the reference's probability of each of the variant's tokens is known
+        ok = var.ids >= 0
+        p_at = np.take_along_axis(ref.logp, np.where(ok, var.ids, 0), axis=-1).astype(np.float64)
+        ref = TopK(var.ids.astype(np.int32), np.where(ok, p_at, -np.inf).astype(np.float32))
     match = var.ids[:, :, None] == ref.ids[:, None, :].astype(np.int64)  # [n, k, K]
     in_ref = match.any(axis=-1)  # [n, k]
     p_logp = np.where(in_ref, (match * ref.logp[:, None, :].astype(np.float64)).sum(axis=-1), 0.0)
@@ -96,4 +172,4 @@ def kld_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
 
 
 def top1_agree_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
-    return (var.ids[:, 0] == ref.ids[:, 0]).astype(np.float64)
+    return (var.ids[:, 0] == ref.top1).astype(np.float64)

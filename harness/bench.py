@@ -7,6 +7,8 @@ context, chunk count and threads, in one run:
   mean KLD and same-top-token rate;
 - prefill / decode: harness tok/s (llama-bench protocol) vs `llama-bench` pp512 / tg128;
 - roofline: memory bandwidth (STREAM triad) and decode tok/s as a share of bandwidth / weight bytes.
+Harness and tools run with the same flash-attention setting (-fa; the harness's default, off, is exact
+attention); llama-perplexity is also run once at its own default (-fa auto) and reported for information.
 Writes OUT/bench.json; prints every ratio and a last line with all of them."""
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ def _cell(variant, outcome, spec_extra: dict, prepared, cfg, work: Path, console
         "kld_top_k": s.kld_top_k, "prefill_tokens": s.prefill_tokens, "decode_tokens": s.decode_tokens,
         "speed_repeats": s.speed_repeats, "sanity_prompt_ids": prepared.sanity_prompt_ids, "sanity_new_tokens": 8,
         "tokenizer_probe": prepared.probe, "reference_dir": None, "write_reference": False, "seed": s.seed,
-        "speed": False,
+        "speed": False, "flash_attn": s.llama_flash_attn,
     }
     spec.update(spec_extra)
     job = CellJob(variant, "llama.cpp", spec, cell_key(spec, outcome.manifest.cache_key, evaluator_code_hash()))
@@ -154,8 +156,12 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
         speed[v] = r["speed"]
 
     # 2. llama.cpp's tools on the same files, text, context, chunks and threads.
-    common = ["-c", n_ctx, "-b", n_ctx, "--chunks", n_chunks, "-t", threads]
+    fa = cfg.eval.llama_flash_attn
+    common = ["-c", n_ctx, "-b", n_ctx, "--chunks", n_chunks, "-t", threads, "-fa", fa]
     t_ppl = parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, *common], console, logs / "llama-perplexity-q4.log"))
+    # llama-perplexity as a user runs it (flash attention auto = on for CPU): informational, not a goal
+    t_default = parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, *common[:-2]], console,
+                                      logs / "llama-perplexity-q4-fa-auto.log"))
     base_file = work / "llama-kld-base.bin"
     t_base = parse_perplexity(_run([perplexity_exe, "-m", f16, "-f", text, *common, "--kl-divergence-base", base_file],
                                    console, logs / "llama-perplexity-f16-base.log"))
@@ -165,7 +171,7 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
     t_bench = {}
     for v, path in (("gguf-f16", f16), ("gguf-q4_k_m", q4)):
         t_bench[v] = parse_llama_bench(_run([bench_exe, "-m", path, "-p", cfg.eval.prefill_tokens, "-n", cfg.eval.decode_tokens,
-                                             "-t", threads, "-r", 5, "-o", "json"], console, logs / f"llama-bench-{v}.log"))
+                                             "-t", threads, "-r", 5, "-fa", fa, "-o", "json"], console, logs / f"llama-bench-{v}.log"))
 
     # 3. memory bandwidth and the decode roofline
     bw = measure_bandwidth(threads)
@@ -183,6 +189,9 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
             "harness_tok_s": h_ppl["eval_tok_s"], "llama_perplexity_tok_s": t_ppl["tok_s"],
             "speed_ratio": h_ppl["eval_tok_s"] / t_ppl["tok_s"],
             "f16_llama_perplexity_ppl": t_base["ppl"], "f16_harness_ppl": float(np.exp(np.mean(h_ref["window_nll"]))),
+            "flash_attn": fa, "llama_perplexity_default_fa_ppl": t_default["ppl"],
+            "llama_perplexity_default_fa_tok_s": t_default["tok_s"],
+            "default_fa_ppl_diff_pct": 100.0 * (h_ppl_value / t_default["ppl"] - 1.0),
         },
         "kld": {
             "harness_kld_mean": h_kld_mean, "llama_perplexity_kld_mean": t_kld["kld_mean"],
@@ -213,12 +222,19 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
 
     report["environment"] = environment.describe(threads, cfg.eval.seed)
     write_json_atomic(out / "bench.json", report)
+    if cfg.eval.kld_top_k <= 0:
+        import shutil
+
+        shutil.rmtree(ref_dir, ignore_errors=True)  # whole-vocabulary reference: gigabytes
 
     p, k = report["perplexity"], report["kld"]
     lines = [
         f"perplexity (q4_k_m): harness {p['harness_ppl']:.4f} vs llama-perplexity {p['llama_perplexity_ppl']:.4f} "
         f"-> {p['ppl_diff_pct']:+.3f}% (goal ±{GOALS['perplexity_ppl_diff_pct']}%); speed {p['harness_tok_s']:.1f} vs "
-        f"{p['llama_perplexity_tok_s']:.1f} tok/s -> ratio {p['speed_ratio']:.3f} (goal >= {GOALS['perplexity_speed_ratio']})",
+        f"{p['llama_perplexity_tok_s']:.1f} tok/s -> ratio {p['speed_ratio']:.3f} (goal >= {GOALS['perplexity_speed_ratio']}); "
+        f"both with flash attention {fa}",
+        f"perplexity (q4_k_m), llama-perplexity at its default (-fa auto): {p['llama_perplexity_default_fa_ppl']:.4f}, "
+        f"{p['llama_perplexity_default_fa_tok_s']:.1f} tok/s; harness differs by {p['default_fa_ppl_diff_pct']:+.3f}% (information)",
         f"kld (q4_k_m vs f16): harness {k['harness_kld_mean']:.6f} vs llama-perplexity {k['llama_perplexity_kld_mean']:.6f} "
         f"-> {k['kld_mean_rel_diff_pct']:+.2f}% (goal ±{GOALS['kld_mean_rel_diff_pct']}%); same top {k['harness_same_top_pct']:.2f}% "
         f"vs {k['llama_perplexity_same_top_pct']:.2f}% -> {k['same_top_diff_pts']:+.2f} pts (goal ±{GOALS['kld_same_top_diff_pts']})",

@@ -68,13 +68,13 @@ def cell_python(runtime: str) -> str:
         return sys.executable
     py = VENVS_DIR / venv / "bin" / "python"
     if not py.is_file():
-        raise UserError(f"runtime '{runtime}' needs its environment {VENVS_DIR / venv}: run `make setup-{runtime}` "
-                        "(or `make compare VLLM=1`)")
+        how = "`make setup-vllm` (or `make compare VLLM=1`)" if runtime == "vllm" else "`make setup`"
+        raise UserError(f"runtime '{runtime}' needs its environment {VENVS_DIR / venv}: run {how}")
     return str(py)
 
 
 def cell_key(spec: dict, artifact_key: str, code_hash: str) -> str:
-    stable = {k: v for k, v in spec.items() if k not in ("artifact", "windows", "reference_dir", "task_requests", "tokenizer_dir")}
+    stable = {k: v for k, v in spec.items() if k not in ("artifact", "windows", "reference_dir", "task_requests", "tokenizer_dir", "hf_config_dir")}
     blob = json.dumps({"spec": stable, "artifact": artifact_key, "code": code_hash}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -139,8 +139,11 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
     spec_file.write_text(json.dumps(job.spec, indent=1))
     result_file.unlink(missing_ok=True)
     env = dict(os.environ)
+    if job.runtime != "llama.cpp":
+        # torch and ggml in one process spin against each other; a llama.cpp cell never imports torch,
+        # and PASSIVE there would slow its decode by a quarter (threads asleep between graph runs)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     env.update({
-        "OMP_WAIT_POLICY": "PASSIVE",
         "OMP_NUM_THREADS": str(threads),
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",

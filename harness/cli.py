@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-ctx", type=int, default=512, help="window length in tokens")
     c.add_argument("--score-from", type=float, default=0.5, help="score tokens from this fraction of each window on")
     c.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default: physical cores)")
-    c.add_argument("--kld-top-k", type=int, default=256, help="reference top-k kept per position for KL divergence")
+    c.add_argument("--kld-top-k", type=int, default=256, help="reference top-k kept per position for KL divergence (0: whole vocabulary, exact; disk: windows × n_ctx/2 × vocab × 4 bytes)")
     c.add_argument("--decode-tokens", type=int, default=128)
     c.add_argument("--prefill-tokens", type=int, default=512)
     c.add_argument("--speed-repeats", type=int, default=3)
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sparse-top-k", type=int, default=EvalSettings.sparse_top_k,
                    help="top-k log-probs asked from runtimes without full logits (vLLM), for KLD/top-1")
     c.add_argument("--vllm-dtype", default=EvalSettings.vllm_dtype, help="vLLM compute dtype; auto: float32 where the checkpoint allows it (exact), bfloat16 for quantized kernels")
+    c.add_argument("--llama-flash-attn", choices=("off", "on"), default=EvalSettings.llama_flash_attn,
+                   help="llama.cpp flash attention (off: exact attention; on: what llama.cpp's tools pick on CPU)")
     c.add_argument("--serving-batches", default="1,8,32", help="vLLM throughput sweep batch sizes")
     c.add_argument("--awq-backend", choices=AWQ_BACKENDS, default="autoawq")
     c.add_argument("--awq-calib-samples", type=int, default=AwqRecipe.calib_samples)
@@ -51,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib", type=Path, default=None, help="calibration text (.txt or .jsonl with a 'text' field)")
     c.add_argument("--eval-text", type=Path, default=None, help="evaluation text (default: shipped WikiText-2 raw test)")
     c.add_argument("--force", action="store_true", help="rebuild artifacts and re-run every cell")
+    c.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where runtimes run and AWQ calibrates (cuda: float16, llama.cpp offloads every layer)")
+    c.add_argument("--synthetic-weights", metavar="SHAPE", default=None,
+                   help="performance only: a model of this shape (qwen3-4b, tiny-qwen3) with random weights; no quality metrics")
+    c.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder for --synthetic-weights (default: embedded SmolLM2)")
+    c.add_argument("--decode-batches", default="1", help="decode tok/s at these batch sizes (e.g. 1,8)")
+    c.add_argument("--kernel-check-tokens", type=int, default=0,
+                   help="check each quantized runtime's logits on this many tokens against the dequantized weights (0: off)")
+    c.add_argument("--note", action="append", default=[], help="a statement the report must carry (repeatable)")
+    c.add_argument("--build-only", action="store_true", help="build (or reuse) the variants, evaluate nothing")
+    r = sub.add_parser("report", help="re-render report.html from a results.json (e.g. one written on another machine)")
+    r.add_argument("results", type=Path, help="results.json")
+    r.add_argument("--out", type=Path, default=None, help="report file (default: report.html beside results.json)")
     b = sub.add_parser("bench", help="the harness vs llama-perplexity and llama-bench on the same GGUF files; writes bench.json")
     b.add_argument("--model", default=None, help="local HF model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
     b.add_argument("--out", type=Path, default=Path("runs/bench"))
@@ -58,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--windows", type=int, default=48, help="chunks of --n-ctx tokens (llama-perplexity --chunks)")
     b.add_argument("--n-ctx", type=int, default=512)
     b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--kld-top-k", type=int, default=256)
+    b.add_argument("--kld-top-k", type=int, default=0, help="reference tokens kept per position for KLD; 0 = whole vocabulary (exact, as llama-perplexity)")
     b.add_argument("--prefill-tokens", type=int, default=512, help="llama-bench -p")
     b.add_argument("--decode-tokens", type=int, default=128, help="llama-bench -n")
     b.add_argument("--eval-text", type=Path, default=None)
+    b.add_argument("--llama-flash-attn", choices=("off", "on"), default=EvalSettings.llama_flash_attn,
+                   help="flash attention for the harness and (-fa) for llama.cpp's tools alike")
     return p
 
 
@@ -70,7 +87,7 @@ def bench_config(a) -> RunConfig:
         raise UserError(f"file '{a.eval_text}' does not exist")
     settings = EvalSettings(n_ctx=a.n_ctx, max_windows=a.windows or None, kld_top_k=a.kld_top_k,
                             prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens,
-                            threads=a.threads or default_threads())
+                            threads=a.threads or default_threads(), llama_flash_attn=a.llama_flash_attn)
     return RunConfig(model=a.model, out=a.out, variants=("gguf-f16", "gguf-q4_k_m"), runtimes=("llama.cpp",),
                      eval=settings, eval_text=a.eval_text)
 
@@ -95,19 +112,51 @@ def config_from_args(a) -> RunConfig:
         raise UserError(f"unknown task(s) {', '.join(bad)}; available offline: {', '.join(SUPPORTED_TASKS)}")
     try:
         batches = tuple(int(b) for b in a.serving_batches.split(",") if b.strip())
+        decode_batches = tuple(sorted({1, *(int(b) for b in a.decode_batches.split(",") if b.strip())}))
     except ValueError:
-        raise UserError("--serving-batches takes comma-separated integers") from None
+        raise UserError("--serving-batches and --decode-batches take comma-separated integers") from None
+    if a.synthetic_weights is not None:
+        from harness.synthetic import SHAPES
+
+        if a.synthetic_weights not in SHAPES:
+            raise UserError(f"unknown synthetic shape '{a.synthetic_weights}' (choose from {', '.join(SHAPES)})")
+        if a.model:
+            raise UserError("--synthetic-weights and --model exclude each other")
+        tasks = ()  # no quality metrics on random weights
+    if a.tokenizer is not None and not (a.tokenizer / "tokenizer.json").is_file():
+        raise UserError(f"'{a.tokenizer}' has no tokenizer.json")
     settings = EvalSettings(
         n_ctx=a.n_ctx, score_from=a.score_from, max_windows=a.windows or None, kld_top_k=a.kld_top_k,
         prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens, speed_repeats=a.speed_repeats,
         threads=a.threads or default_threads(), sparse_top_k=a.sparse_top_k, serving_batches=batches,
-        vllm_dtype=a.vllm_dtype,
+        vllm_dtype=a.vllm_dtype, llama_flash_attn=a.llama_flash_attn, device=a.device, decode_batches=decode_batches,
+        kernel_check_tokens=a.kernel_check_tokens,
     )
     task_settings = TaskSettings(tasks=tasks, limit=a.limit or None, num_fewshot=a.num_fewshot)
-    awq = AwqRecipe(backend=a.awq_backend, calib_samples=a.awq_calib_samples, calib_seq_len=a.awq_calib_seq_len)
-    out = a.out or Path("runs") / _slug(a.model)
+    awq = AwqRecipe(backend=a.awq_backend, calib_samples=a.awq_calib_samples, calib_seq_len=a.awq_calib_seq_len,
+                    device=a.device)
+    slug = f"synthetic-{a.synthetic_weights}" if a.synthetic_weights else _slug(a.model)
+    out = a.out or Path("runs") / slug
     return RunConfig(model=a.model, out=out, variants=variants, runtimes=runtimes, eval=settings, tasks=task_settings, awq=awq,
-                     calibration=a.calib, eval_text=a.eval_text, force=a.force)
+                     calibration=a.calib, eval_text=a.eval_text, force=a.force, synthetic=a.synthetic_weights,
+                     tokenizer_dir=a.tokenizer, notes=tuple(a.note), build_only=a.build_only)
+
+
+def render_report(results_file: Path, out: Path | None) -> int:
+    import json
+
+    try:
+        results = json.loads(results_file.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read results '{results_file}': {e}") from None
+    if "rows" not in results or "cells" not in results:
+        raise UserError(f"'{results_file}' is not a quantcompare results.json")
+    from reports.html import write_report
+
+    target = out or results_file.with_name("report.html")
+    write_report(results, target)
+    print(f"wrote {target}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             from harness.pipeline import run_compare
 
             return run_compare(config_from_args(args), Console())
+        if args.command == "report":
+            return render_report(args.results, args.out)
         if args.command == "bench":
             from harness.bench import run_bench
             from harness.console import Console

@@ -45,6 +45,16 @@ class EvalSettings:
     serving_input_tokens: int = 128
     serving_output_tokens: int = 128
     vllm_dtype: str = "auto"
+    # llama.cpp flash attention: off by default (its CPU path rounds Q to f16: on the default model
+    # that moves Q4_K_M's PPL by +0.7%); llama-perplexity and llama-bench default to auto (= on for CPU)
+    llama_flash_attn: str = "off"
+    # where runtimes run: cpu, or cuda (transformers in float16, llama.cpp offloads every layer)
+    device: str = "cpu"
+    # decode speed at these batch sizes (batch 1 always; more on GPU runs)
+    decode_batches: tuple[int, ...] = (1,)
+    # > 0: every cell also returns its logits for this many tokens, and each quantized runtime is
+    # checked against the dequantized reference of the same weights (harness/kernel_check.py)
+    kernel_check_tokens: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +71,7 @@ class AwqRecipe:
     backend: str = "autoawq"
     calib_samples: int = 64
     calib_seq_len: int = 256
+    device: str = "cpu"  # where the tool calibrates: cpu (float32) or cuda (float16, the tool's GPU path)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,3 +89,7 @@ class RunConfig:
     calibration: Path | None = None
     eval_text: Path | None = None
     force: bool = False
+    synthetic: str | None = None  # performance-only: a model of this shape with random weights (harness/synthetic.py)
+    tokenizer_dir: Path | None = None  # tokenizer for the synthetic model (default: the embedded SmolLM2 one)
+    notes: tuple[str, ...] = ()  # statements the run's report must carry (e.g. a runtime that could not be run)
+    build_only: bool = False  # build the variants and stop

@@ -27,11 +27,24 @@ def git_commit() -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return "unknown"
+        if sha.returncode != 0:  # a copy without .git (e.g. sent to a GPU host): the sender names it
+            return os.environ.get("QC_GIT_COMMIT", "unknown")
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("QC_GIT_COMMIT", "unknown")
+
+
+def gpus() -> list[dict] | None:
+    """NVIDIA GPUs as nvidia-smi reports them, or None where there is none."""
+    try:
+        p = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem",
+                            "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if p.returncode != 0:
+        return None
+    keys = ("name", "memory_total", "driver", "max_sm_clock", "max_mem_clock")
+    return [dict(zip(keys, (x.strip() for x in line.split(",")))) for line in p.stdout.strip().splitlines()]
 
 
 def package_versions(names=MAIN_PACKAGES) -> dict[str, str]:
@@ -59,10 +72,10 @@ def describe(threads: int, seed: int) -> dict:
         "cpu_logical": os.cpu_count(),
         "cpu_physical": physical,
         "memory_bytes": mem,
-        "gpu": None,
+        "gpu": gpus(),
         "threads": threads,
         "seed": seed,
         "git_commit": git_commit(),
         "packages": package_versions(),
-        "omp_wait_policy": "PASSIVE",
+        "omp_wait_policy": "PASSIVE in cells that load torch; llama.cpp cells keep OpenMP's default",
     }

@@ -13,6 +13,7 @@ from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, l
 from harness.checks import Flag, check_cells
 from harness.config import RunConfig
 from harness.evaluation_text import decode, prepare_windows
+from harness.kernel_check import add_device_options, kernel_checks, needs_dequant_reference
 from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.schema import SCHEMA_VERSION, Row, write_csv, write_json_atomic
 from harness.source import resolve_source
@@ -31,7 +32,7 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
     for v, o in outcomes.items():
         if o.manifest is None:
             continue
-        for r in runtimes_for(o.manifest.format, cfg.runtimes):
+        for r in runtimes_for(o.manifest.format, cfg.runtimes, dequant=needs_dequant_reference(v, cfg)):
             s = cfg.eval
             spec = {
                 "variant": v, "runtime": r, "format": o.manifest.format,
@@ -42,6 +43,13 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
                 "sanity_new_tokens": 8, "tokenizer_probe": prepared.probe, "reference_dir": str(ref_dir),
                 "write_reference": (v, r) == REFERENCE, "seed": s.seed,
             }
+            if r == "llama.cpp":
+                spec["flash_attn"] = s.llama_flash_attn
+            add_device_options(spec, o.manifest.format, prepared, cfg, work)
+            if r == "transformers" and o.manifest.format == "gguf" and source is not None:
+                # transformers' GGUF loader guesses the architecture's shape (head_dim, ...); the source's
+                # config states it. Only the architecture is read from it, every weight comes from the GGUF.
+                spec["hf_config_dir"] = str(source.path)
             if r == "vllm":
                 spec.update({
                     "sparse_top_k": s.sparse_top_k, "vllm_dtype": s.vllm_dtype, "serving_batches": list(s.serving_batches),
@@ -53,7 +61,7 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
             jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
             if task_req is not None:
                 tspec = {k: spec[k] for k in ("variant", "runtime", "format", "artifact", "n_ctx", "threads", "seed")}
-                tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir") if k in spec})
+                tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir", "flash_attn") if k in spec})
                 tspec.update({"kind": "tasks", "task_requests": str(task_req.path), "task_requests_sha256": task_req.sha256})
                 jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
     jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE))
@@ -80,7 +88,7 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
         elif o.unsupported:
             console.line(f"{stage} {job.variant} × {job.runtime}: not supported here: {o.unsupported}")
         else:
-            console.alarm(f"[eval] {job.variant} × {job.runtime} FAILED: {o.error}")
+            console.alarm(f"{stage} {job.variant} × {job.runtime} FAILED: {o.error}")
         if job.spec.get("write_reference") and not o.ok:
             ref_ok = False
         outcomes.append(o)
@@ -91,9 +99,11 @@ def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int,
     r = c.result
     v, rt = c.variant, c.runtime
     rows = []
-    p = ppl_ci(r["window_nll"])
-    rows.append(Row(v, rt, "ppl", p.value, p.ci_low, p.ci_high))
-    if ref is not None and ref is not c and len(ref.result["window_nll"]) == len(r["window_nll"]):
+    if "window_nll" in r:  # not in performance-only cells
+        p = ppl_ci(r["window_nll"])
+        rows.append(Row(v, rt, "ppl", p.value, p.ci_low, p.ci_high))
+    if (ref is not None and ref is not c and "window_nll" in r and "window_nll" in ref.result
+            and len(ref.result["window_nll"]) == len(r["window_nll"])):
         q = paired_ppl_ratio_ci(r["window_nll"], ref.result["window_nll"])
         rows.append(Row(v, rt, "ppl_ratio_vs_fp16", q.value, q.ci_low, q.ci_high))
     k = r.get("kld")
@@ -107,12 +117,19 @@ def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int,
     rows.append(Row(v, rt, "size_bytes", float(size)))
     rows.append(Row(v, rt, "bits_per_weight", size * 8.0 / n_params))
     rows.append(Row(v, rt, "peak_rss_bytes", float(r["peak_rss_bytes"])))
+    if r.get("peak_vram_bytes") is not None:
+        rows.append(Row(v, rt, "peak_vram_bytes", float(r["peak_vram_bytes"])))
     sp = r.get("speed")
     if sp:
         for name in ("prefill", "decode"):
             runs = sp[f"{name}_tok_s_runs"]
             rows.append(Row(v, rt, f"{name}_tok_s", sp[f"{name}_tok_s"], min(runs), max(runs)))
-    rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
+        for b, d in (sp.get("decode_batched") or {}).items():
+            rows.append(Row(v, rt, f"decode_tok_s_b{b}", d["tok_s"], min(d["runs"]), max(d["runs"])))
+        if sp.get("ttft_s") is not None:
+            rows.append(Row(v, rt, "ttft_s", sp["ttft_s"], min(sp["ttft_s_runs"]), max(sp["ttft_s_runs"]), unit="s"))
+    if "eval_tok_s" in r:
+        rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
     wb = r.get("weight_bytes")
     if wb and sp and bandwidth:
         rows.append(Row(v, rt, "weight_bytes_per_token", float(wb)))
@@ -139,7 +156,7 @@ def task_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
     return rows
 
 
-def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path, console) -> dict[tuple[str, str], dict]:
+def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path) -> dict[tuple[str, str], dict]:
     """lm-eval metrics for every task cell that finished."""
     from harness.tasks import score_tasks
 
@@ -188,10 +205,11 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             m = variant_outcomes[c.variant].manifest
             rows += cell_rows(c, ref, source.n_params, m.size_bytes, bandwidth)
             r = c.result
-            ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
+            if "window_nll" in r:
+                ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
             doc.update({
-                "window_nll": r["window_nll"],
-                "window_ppl": [float(np.exp(x)) for x in r["window_nll"]],
+                "window_nll": r.get("window_nll"),
+                "window_ppl": [float(np.exp(x)) for x in r["window_nll"]] if "window_nll" in r else None,
                 "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
                 "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
                 "kld_percentiles": (r.get("kld") or {}).get("percentiles"),
@@ -207,6 +225,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "threads": r.get("threads"),
                 "serving": r.get("serving"),
                 "kld_method": (r.get("kld") or {}).get("method"),
+                "role": r.get("role", "measured"),
+                "peak_vram_bytes": r.get("peak_vram_bytes"),
+                "device": r.get("device", "cpu"),
             })
         cell_docs.append(doc)
     task_scores = task_scores or {}
@@ -221,6 +242,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
+    checks, kernel_flags = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest},
+                                         cfg.out / "work")
+    flags += kernel_flags
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
     for d in cell_docs:
         if (d["variant"], d["runtime"]) in broken:
@@ -231,11 +255,11 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             flags.append(Flag("warning", d["variant"], d["runtime"],
                               f"the runtime's own tokenizer differs from the source tokenizer (first at token {tc['first_difference']}); "
                               "scoring is unaffected (every runtime gets the same token ids), generation from text would differ"))
-    notes = list(source.notes)
+    notes = list(source.notes) + list(cfg.notes)
     for o in variant_outcomes.values():
         if o.manifest:
             notes += [f"{o.variant}: {n}" for n in o.manifest.notes]
-    if ref and ref.result.get("kld") is None:
+    if ref and ref.result.get("kld") is None and cfg.eval.kld_top_k > 0:
         k = cfg.eval.kld_top_k
         notes.append(f"KL divergence is taken over fp16's top-{k} tokens plus one bucket for all others: "
                      f"exact when k is the vocabulary size, otherwise a lower bound.")
@@ -254,6 +278,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "rows": [r.as_dict() for r in rows],
         "cells": cell_docs,
         "task_cells": task_docs,
+        "kernel_checks": checks,
         "manifests": {v: o.manifest.as_dict() for v, o in variant_outcomes.items() if o.manifest},
         "variant_errors": variant_errors,
         "flags": [f.as_dict() for f in flags],
@@ -261,23 +286,23 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     }
 
 
-def cached_bandwidth(work: Path, threads: int, console) -> dict | None:
+def cached_bandwidth(work: Path, threads: int, console, device: str = "cpu") -> dict | None:
     """Memory bandwidth for the decode roofline, measured once per run folder and thread count."""
     import json
 
     from harness.roofline import measure_bandwidth
 
-    f = work / f"bandwidth-t{threads}.json"
+    f = work / (f"bandwidth-t{threads}.json" if device == "cpu" else f"bandwidth-{device}.json")
     try:
         return json.loads(f.read_text())
     except (OSError, ValueError):
         pass
     try:
-        bw = measure_bandwidth(threads)
+        bw = measure_bandwidth(threads, device=device)
     except (RuntimeError, OSError, ValueError) as e:
         console.line(f"[roofline] bandwidth not measured: {e}")
         return None
-    console.line(f"[roofline] memory bandwidth (triad, {threads} threads): {bw['gb_s']:.1f} GB/s")
+    console.line(f"[roofline] memory bandwidth ({bw['method']}): {bw['gb_s']:.1f} GB/s")
     f.write_text(json.dumps(bw))
     return bw
 
@@ -288,7 +313,7 @@ def run_compare(cfg: RunConfig, console) -> int:
 
     for r in cfg.runtimes:
         cell_python(r)  # a runtime's own environment must exist before anything is built
-    source = resolve_source(cfg.model, progress=console.line)  # validates before OUT is touched
+    source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir)
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
@@ -300,6 +325,10 @@ def run_compare(cfg: RunConfig, console) -> int:
     console.line(f"[windows] {info['n_windows']} of {info['windows_available']} windows × {info['n_ctx']} tokens "
                  f"from {info['text_file']}, {info['scored_tokens']} scored tokens")
     variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console)
+    if cfg.build_only:
+        built = [v for v, o in variant_outcomes.items() if o.manifest]
+        console.line(f"built {', '.join(built) or 'nothing'} under {out / 'artifacts'} (--build-only: nothing evaluated)")
+        return 0 if len(built) == len(variant_outcomes) else 1
     task_req = None
     if cfg.tasks.tasks:
         from harness.tasks import build_requests
@@ -312,18 +341,21 @@ def run_compare(cfg: RunConfig, console) -> int:
     all_cells = evaluate(jobs, out / "cells", cfg, console)
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
-    scores = score_task_cells(task_cells, task_req, work, console) if task_req else {}
-    bandwidth = cached_bandwidth(work, cfg.eval.threads, console)
+    scores = score_task_cells(task_cells, task_req, work) if task_req else {}
+    bandwidth = cached_bandwidth(work, cfg.eval.threads, console, cfg.eval.device)
     results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth)
     results["run"]["wall_s"] = round(time.time() - t_start, 1)
     write_json_atomic(out / "results.json", results)
     write_csv(out / "results.csv", results["rows"])
-    from reports.html import write_report
-    from reports.tables import terminal_table
-
-    write_report(results, out / "report.html")
-    console.line("")
-    console.line(terminal_table(results))
+    try:
+        from reports.html import write_report
+        from reports.tables import terminal_table
+    except ImportError as e:  # a bare GPU host may lack pandas/matplotlib: results.json is the record
+        console.line(f"report not written here ({e}); render it elsewhere with `quantcompare report {out / 'results.json'}`")
+    else:
+        write_report(results, out / "report.html")
+        console.line("")
+        console.line(terminal_table(results))
     for f in results["flags"]:
         (console.alarm if f["level"] in ("broken", "error") else console.line)(
             f"{f['level'].upper()}: {f['variant']}{' × ' + f['runtime'] if f['runtime'] else ''}: {f['message']}")

@@ -25,11 +25,14 @@ METRICS = {
     "eval_tok_s": "tok/s",
     "weight_bytes_per_token": "bytes",
     "decode_roofline_pct": "%",
+    "peak_vram_bytes": "bytes",
+    "ttft_s": "s",
 }
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
 # families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")
 METRIC_PATTERNS = (
     (re.compile(r"output_tok_s_b\d+"), "tok/s"),
+    (re.compile(r"decode_tok_s_b\d+"), "tok/s"),
     (re.compile(r"(ttft|itl)_p(50|90)_s_b\d+"), "s"),
     (re.compile(r"[a-z0-9_]+:[a-z0-9_]+(_delta_vs_fp16)?"), "task"),
 )
@@ -109,9 +112,12 @@ def validate(results: dict) -> list[str]:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    import pandas as pd
+    import csv
 
-    df = pd.DataFrame(rows, columns=list(ROW_KEYS))
     tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(ROW_KEYS), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in ROW_KEYS})
     tmp.replace(path)

@@ -133,8 +133,14 @@ def _from_hub(repo_id: str) -> Path:
         ) from None
 
 
-def resolve_source(model: str | None, progress=print) -> Source:
-    """Turn the MODEL argument into a validated local FP16 source."""
+def resolve_source(model: str | None, progress=print, synthetic: str | None = None,
+                   tokenizer_dir: Path | None = None) -> Source:
+    """Turn the MODEL argument (or a synthetic shape) into a validated local FP16 source."""
+    if synthetic:
+        from harness.synthetic import build_synthetic_source, synthetic_note
+
+        path = build_synthetic_source(synthetic, cache_dir() / "models", tokenizer_dir, progress=progress)
+        return _describe(path, f"synthetic {synthetic} shape", "synthetic", [synthetic_note(synthetic)])
     if not model:
         from harness.default_model import ensure_default_model
 

@@ -9,6 +9,12 @@ writes into the "snapshot". Every later `load_state_dict(snapshot)` then restore
 of W, the search compares the wrong candidates, and the block keeps an uncompensated per-channel
 scale s0 = 1 / w_mean: the model is broken before any rounding happens. Random-weight models
 hide it because their w_mean is nearly flat (s0 ~ 1). We make the snapshot a real copy.
+On a GPU `.cpu()` copies, so the patch is applied on CPU only.
+
+Config fix: checkpoints saved by transformers 5 keep RoPE's base in `rope_parameters`; transformers
+4.51 does not read that key and silently falls back to rope_theta = 10000, so AutoAWQ would
+calibrate (and save) a model with the wrong positional encoding. The worker hands AutoAWQ a view of
+the source whose config.json carries the 4.x keys (rope_theta, rope_scaling, torch_dtype).
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from awq_groups import choose_group_size  # noqa: E402
+from hf_config_compat import legacy_view  # noqa: E402
 
 
 def patch_cpu_snapshot_alias(quantizer_cls) -> None:
@@ -70,6 +77,7 @@ def main() -> int:
     ap.add_argument("--recipe", required=True, help="JSON: w_bit, q_group_size, zero_point, version, calib_samples, calib_seq_len")
     ap.add_argument("--calib", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu: calibrate in float32; cuda: AutoAWQ's GPU path in float16")
     ap.add_argument("--scale-only", action="store_true", help="apply AWQ scales only (export_compatible, no clip): a no-op on the model's function")
     ap.add_argument("--no-cpu-fix", action="store_true", help="run AutoAWQ unpatched (to reproduce the CPU bug)")
     args = ap.parse_args()
@@ -85,11 +93,18 @@ def main() -> int:
     recipe = json.loads(args.recipe)
     config = json.loads((args.source / "config.json").read_text())
     group, group_note = choose_group_size(config, int(recipe["q_group_size"]))
-    if not args.no_cpu_fix:
+    on_cpu = args.device == "cpu"
+    if on_cpu and not args.no_cpu_fix:
         patch_cpu_snapshot_alias(AwqQuantizer)
+    if not on_cpu and not torch.cuda.is_available():
+        print(f"ERROR --device {args.device}: no GPU visible to torch", file=sys.stderr)
+        return 2
 
     t0 = time.time()
-    model = AutoAWQForCausalLM.from_pretrained(str(args.source), torch_dtype=torch.float32, device_map=None)
+    view = args.out.parent / (args.out.name + ".source-view")
+    config_changes = legacy_view(args.source, view)
+    model = AutoAWQForCausalLM.from_pretrained(str(view), torch_dtype=torch.float32 if on_cpu else torch.float16,
+                                               device_map=None)
     samples = calibration_token_ids(args.source / "tokenizer.json", args.calib, 10**9, int(recipe["calib_seq_len"]))
     quant_config = {
         "zero_point": bool(recipe["zero_point"]),
@@ -106,6 +121,7 @@ def main() -> int:
         export_compatible=args.scale_only,
         apply_clip=not args.scale_only,
     )
+    shutil.rmtree(view, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     # Calibrated in float32 on CPU; the checkpoint keeps its unquantized tensors in float16, as AWQ checkpoints do.
     model.model.half()
@@ -121,7 +137,9 @@ def main() -> int:
         "group_size_note": group_note,
         "quant_config": quant_config,
         "calib_blocks": int(recipe["calib_samples"]),
-        "cpu_snapshot_fix": not args.no_cpu_fix,
+        "cpu_snapshot_fix": on_cpu and not args.no_cpu_fix,
+        "device": args.device,
+        "config_for_transformers_4": config_changes,
         "scale_only": args.scale_only,
         "seconds": round(time.time() - t0, 2),
         "versions": {

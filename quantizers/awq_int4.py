@@ -92,7 +92,7 @@ class AwqQuantizer(Quantizer):
         output = run_tool(
             [str(backend_python(self.backend)), str(WORKERS[self.backend]), "--source", str(src), "--out", str(out),
              "--recipe", json.dumps(self._recipe.as_dict()), "--calib", str(ctx.calibration),
-             "--threads", str(ctx.threads)],
+             "--threads", str(ctx.threads), "--device", self._recipe.device],
             f"AWQ ({self.backend})",
             on_line=self._progress_printer(ctx),
         )
@@ -100,6 +100,9 @@ class AwqQuantizer(Quantizer):
         notes = [f"AWQ backend: {self.backend}"]
         if group_note:
             notes.append(group_note)
+        if result.get("config_for_transformers_4"):
+            notes.append("config spelled for transformers 4.51 before calibration (" + ", ".join(result["config_for_transformers_4"])
+                         + "): it would otherwise calibrate with its default RoPE base")
         if result.get("cpu_snapshot_fix"):
             notes.append("AutoAWQ's CPU weight-snapshot aliasing bug in the scale search was patched (see quantizers/awq_autoawq_worker.py)")
         recipe = self.recipe(ctx)

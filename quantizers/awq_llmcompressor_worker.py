@@ -25,6 +25,7 @@ def main() -> int:
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--calib", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu: float32; cuda: float16 on the GPU")
     args = ap.parse_args()
 
     import torch
@@ -48,7 +49,9 @@ def main() -> int:
     samples = calibration_token_ids(args.source / "tokenizer.json", args.calib, n, seq_len)[:n]
     ds = Dataset.from_dict({"input_ids": samples, "attention_mask": [[1] * len(s) for s in samples]})
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(str(args.source), dtype=torch.float32)
+    on_cpu = args.device == "cpu"
+    model = AutoModelForCausalLM.from_pretrained(str(args.source), dtype=torch.float32 if on_cpu else torch.float16,
+                                                 device_map=None if on_cpu else args.device)
     modifier = AWQModifier(
         ignore=["lm_head"],
         config_groups={

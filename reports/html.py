@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from reports import plots
-from reports.tables import accuracy_frame, serving_frame, summary_frame
+from reports.tables import accuracy_frame, kernel_check_frame, serving_frame, summary_frame
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -46,7 +46,8 @@ def _bw(results: dict) -> str:
     bw = results["environment"].get("memory_bandwidth")
     if not bw:
         return "not measured"
-    return f"{bw['gb_s']:.1f} GB/s, {html.escape(bw['method'])}, {bw['threads']} threads"
+    threads = f", {bw['threads']} threads" if bw.get("threads") else ""
+    return f"{bw['gb_s']:.1f} GB/s, {html.escape(bw['method'])}{threads}"
 
 
 def render(results: dict) -> str:
@@ -58,13 +59,34 @@ def render(results: dict) -> str:
     parts.append(f"<h1>quantcompare — {html.escape(src['name'])}</h1>")
     parts.append(f"<p class='small'>{html.escape(results['created_at'])} · {src['n_params'] / 1e6:.1f} M parameters "
                  f"({html.escape(src['model_type'])}, source {html.escape(src['dtype'])}, {html.escape(src['origin'])}) · "
-                 f"{html.escape(env['cpu_model'])}, {env['threads']} threads · commit {html.escape(env['git_commit'][:12])}</p>")
+                 f"{html.escape(env['cpu_model'])}, {env['threads']} threads"
+                 + "".join(f" · {html.escape(g['name'])} ({html.escape(g['memory_total'])}, driver {html.escape(g['driver'])})"
+                           for g in (env.get("gpu") or []) if results["run"]["eval"].get("device", "cpu") != "cpu")
+                 + f" · commit {html.escape(env['git_commit'][:12])}</p>")
     for f in results["flags"]:
         where = f["variant"] + (f" × {f['runtime']}" if f["runtime"] else "")
         parts.append(f"<div class='flag-{f['level']}'>{html.escape(f['level'].upper())}: {html.escape(where)} — {html.escape(f['message'])}</div>")
+    synthetic = src.get("origin") == "synthetic"
+    if synthetic:
+        parts.append("<div class='flag-warning'>PERFORMANCE ONLY: random weights of the model's shape; speed, memory and "
+                     "kernel checks are measured, quality is not (see Notes).</div>")
     parts.append("<h2>Summary</h2>")
     parts.append(_table(summary_frame(results)))
+    kc = kernel_check_frame(results)
+    if kc is not None:
+        parts.append("<h2>Kernel checks (quantized runtime vs dequantized weights, same device)</h2>" + _table(kc))
+        parts.append("<p class='note'>Before its speed is reported, each quantized runtime's logits on the same tokens are "
+                     "compared with transformers running the exactly dequantized weights of the same file (AWQ: unpacked "
+                     "qweight/qzeros/scales; GGUF: gguf-py's dequantization) on the same device and dtype. Differences come from "
+                     "the kernels' own arithmetic (e.g. llama.cpp quantizes activations to 8 bits for its integer matmuls); "
+                     "a wrong kernel shows as an error of the order of the logits themselves. Top-1 agreement is also given "
+                     "over positions where the reference's leader is clear by more than one logit.</p>")
     parts.append(
+        f"<p class='note'>Speed prompts are slices of {html.escape(win['text_file'])}; TTFT is the time to the first token "
+        "after a 512-token prompt at batch 1; decode at batch b runs b different 128-token prompts together and counts the "
+        "tokens of all of them; peak VRAM is nvidia-smi's used memory above the level before the cell loaded (CUDA context "
+        f"and allocator reserve included). Decode % of roofline = decode tok/s × weight bytes per token ÷ {_bw(results)}.</p>"
+        if synthetic else
         f"<p class='note'>Perplexity on {html.escape(win['text_file'])}: {win['n_windows']} windows of {win['n_ctx']} tokens "
         f"({win['scored_tokens']} scored tokens; {html.escape(win['protocol'])}). Every runtime scored the same token ids, "
         "tokenized once with the source tokenizer. CIs are 95% t-intervals over windows; ΔPPL uses the paired per-window "
@@ -87,10 +109,12 @@ def render(results: dict) -> str:
         parts.append("<p class='note'>All requests are submitted at once and the engine is stepped to completion "
                      "(as <code>vllm bench throughput</code>); TTFT is from submission to each request's first token, ITL the "
                      "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
-    parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results), "quality vs size"))
+    if not synthetic:
+        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results), "quality vs size"))
     parts.append("<h2>Speed</h2>" + _img(plots.speed_bars(results), "speed"))
-    parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))
-    parts.append("<h2>KL divergence vs fp16</h2>" + _img(plots.kld_distribution(results), "KLD distribution"))
+    if not synthetic:
+        parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))
+        parts.append("<h2>KL divergence vs fp16</h2>" + _img(plots.kld_distribution(results), "KLD distribution"))
     parts.append("<h2>Checks per cell</h2><table><tr><th>cell</th><th>status</th><th>greedy continuation of “The capital of France is”</th>"
                  "<th>runtime tokenizer vs source</th><th>compute</th><th>notes</th></tr>")
     for c in results["cells"]:

@@ -20,6 +20,16 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _finish(ax, xlabel: str | None, ylabel: str, title: str, grid_axis: str = "both", legend: bool = False) -> None:
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis=grid_axis, alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+
+
 def _metric(results, v, rt, metric):
     for r in results["rows"]:
         if r["variant"] == v and r["runtime"] == rt and r["metric"] == metric:
@@ -48,11 +58,7 @@ def quality_vs_size(results) -> bytes | None:
         marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^"}.get(c["runtime"], "D")
         ax.errorbar([x], [p["value"]], yerr=err, fmt=marker, capsize=4, color=COLORS.get(c["variant"], "gray"),
                     label=f"{c['variant']} × {c['runtime']}")
-    ax.set_xlabel("size on disk (MB)")
-    ax.set_ylabel("perplexity (95% CI over windows)")
-    ax.set_title("Quality vs size")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "size on disk (MB)", "perplexity (95% CI over windows)", "Quality vs size", legend=True)
     return _png(fig)
 
 
@@ -73,10 +79,9 @@ def speed_bars(results) -> bytes | None:
                color=[COLORS.get(c["variant"], "gray") for c in cells])
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels(labels, fontsize=7)
-        ax.set_ylabel("tokens/s (median; bars: min–max)")
         sp = cells[0]["speed"]
-        ax.set_title(f"{name} ({sp['prefill_tokens'] if name == 'prefill' else sp['decode_tokens']} tokens, batch 1)")
-        ax.grid(axis="y", alpha=0.3)
+        _finish(ax, None, "tokens/s (median; bars: min–max)",
+                f"{name} ({sp['prefill_tokens'] if name == 'prefill' else sp['decode_tokens']} tokens, batch 1)", "y")
     return _png(fig)
 
 
@@ -89,9 +94,7 @@ def window_ppl_distribution(results) -> bytes | None:
     ax.set_xticks(range(1, len(cells) + 1))
     ax.set_xticklabels([f"{c['variant']}\n{c['runtime']}" + ("\nBROKEN" if c["status"] == "broken" else "") for c in cells], fontsize=7)
     ax.set_yscale("log")
-    ax.set_ylabel("per-window perplexity")
-    ax.set_title("Perplexity per window (same windows for every cell)")
-    ax.grid(axis="y", alpha=0.3)
+    _finish(ax, None, "per-window perplexity", "Perplexity per window (same windows for every cell)", "y")
     return _png(fig)
 
 
@@ -105,11 +108,7 @@ def kld_distribution(results) -> bytes | None:
         ax.plot(np.arange(len(pct)), pct, label=f"{c['variant']} × {c['runtime']}", color=COLORS.get(c["variant"], "gray"),
                 linestyle="-" if c["runtime"] == "transformers" else "--")
     ax.set_yscale("log")
-    ax.set_xlabel("percentile of scored tokens")
-    ax.set_ylabel("KL(fp16 || variant), nats")
-    ax.set_title("Per-token KL divergence vs fp16")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "percentile of scored tokens", "KL(fp16 || variant), nats", "Per-token KL divergence vs fp16", legend=True)
     return _png(fig)
 
 
@@ -124,9 +123,5 @@ def throughput_vs_batch(results) -> bytes | None:
         ax.plot([d["batch"] for d in sv], [d["output_tok_s"] for d in sv], marker="o",
                 color=COLORS.get(c["variant"], "gray"), label=f"{c['variant']} × {c['runtime']} ({c.get('compute_dtype')})")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch (concurrent requests)")
-    ax.set_ylabel("output tokens/s")
-    ax.set_title("Throughput vs batch")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "batch (concurrent requests)", "output tokens/s", "Throughput vs batch", legend=True)
     return _png(fig)

@@ -59,10 +59,38 @@ def summary_frame(results: dict) -> pd.DataFrame:
         rec["decode tok/s"] = "—" if dec[0] is None else f"{dec[0]:.1f}"
         roof = get("decode_roofline_pct")[0]
         rec["decode % of roofline"] = "—" if roof is None else f"{roof:.0f}%"
+        for metric in sorted({m for m in rows.metric if m.startswith("decode_tok_s_b")} if len(rows) else set(),
+                             key=lambda m: int(m.rsplit("b", 1)[1])):
+            val = get(metric)[0]
+            rec[f"decode tok/s batch {metric.rsplit('b', 1)[1]}"] = "—" if val is None else f"{val:.1f}"
+        ttft = get("ttft_s")[0]
+        if ttft is not None:
+            rec["TTFT ms (512)"] = f"{1e3 * ttft:.1f}"
+        vram = get("peak_vram_bytes")[0]
+        if vram is not None:
+            rec["peak VRAM MB"] = f"{vram / 1e6:.0f}"
         if st == "broken":
             rec["ΔPPL vs fp16 [paired CI]"] = "BROKEN"
         out.append(rec)
-    return pd.DataFrame(out).fillna("—")
+    df = pd.DataFrame(out).fillna("—")
+    # columns with nothing measured in this run (e.g. quality in a performance-only run) are left out
+    keep = [c for c in df.columns if c in ("variant", "runtime", "status") or (df[c] != "—").any()]
+    return df[keep]
+
+
+def kernel_check_frame(results: dict) -> pd.DataFrame | None:
+    checks = results.get("kernel_checks") or []
+    if not checks:
+        return None
+    return pd.DataFrame([{
+        "quantized runtime": f"{c['variant']} × {c['runtime']}", "reference": c["reference"], "positions": c["positions"],
+        "max |Δlogit|": f"{c['max_abs_err']:.4f}", "mean |Δlogit|": f"{c['mean_abs_err']:.4f}",
+        "mean |Δ| / mean |logit|": f"{100 * c['rel_mean_err']:.2f}%" if c["rel_mean_err"] is not None else "—",
+        "top-1 agree": f"{100 * c['top1_agreement']:.1f}%",
+        "top-1 agree (clear leader)": "—" if c["top1_agreement_clear"] is None else
+        f"{100 * c['top1_agreement_clear']:.1f}% of {c['clear_positions']}",
+        "verdict": "ok" if c["ok"] else "BROKEN",
+    } for c in checks])
 
 
 def terminal_table(results: dict) -> str:

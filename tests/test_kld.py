@@ -80,3 +80,35 @@ def test_sparse_top1():
     q = np.array([[0.0, 3.0, 4.0], [2.0, 0.0, 1.0]])
     ref = TopK.from_logprobs(log_softmax(p), 2)
     assert top1_agree_sparse(ref, _sparse(q, 2)).tolist() == [0.0, 1.0]
+
+
+def test_row_logprobs_match_float64_log_softmax():
+    from evaluators.kld import RowLogprobs
+
+    rng = np.random.default_rng(7)
+    logits = (rng.normal(size=(40, 3000)) * 6 + 20).astype(np.float32)
+    rows = RowLogprobs.from_logits(logits)
+    full = log_softmax(logits)
+    tgt = rng.integers(0, 3000, size=40)
+    assert np.allclose(rows.at(tgt), full[np.arange(40), tgt], atol=1e-6)
+    top = TopK.from_rows(rows, 50)
+    ref = TopK.from_logprobs(full, 50)
+    assert (top.ids == ref.ids).all() and np.allclose(top.logp, ref.logp, atol=1e-5)
+    assert (TopK.from_rows(rows, 1).ids[:, 0] == full.argmax(-1)).all()
+    q = (logits + rng.normal(size=logits.shape).astype(np.float32))
+    assert np.allclose(kld_topk(ref, RowLogprobs.from_logits(q)), kld_topk(ref, log_softmax(q)), atol=1e-6)
+    assert (top1_agree(ref, RowLogprobs.from_logits(q)) == top1_agree(ref, log_softmax(q))).all()
+
+
+def test_whole_vocabulary_reference_is_exact():
+    from evaluators.kld import RowLogprobs
+
+    rng = np.random.default_rng(11)
+    p, q = (rng.normal(size=(30, 400)) * 3).astype(np.float32), (rng.normal(size=(30, 400)) * 3).astype(np.float32)
+    full = TopK.from_rows(RowLogprobs.from_logits(p), 0)
+    assert full.ids is None and full.logp.shape == (30, 400)
+    assert np.allclose(kld_topk(full, RowLogprobs.from_logits(q)), _direct_kld(p, q), rtol=1e-4, atol=1e-6)
+    assert (top1_agree(full, log_softmax(q)) == (p.argmax(-1) == q.argmax(-1))).all()
+    sp = _sparse(q, 400)
+    assert np.allclose(kld_sparse(full, sp), _direct_kld(p, q), rtol=1e-4, atol=1e-6)
+    assert (top1_agree_sparse(full, _sparse(q, 5)) == (p.argmax(-1) == q.argmax(-1))).all()

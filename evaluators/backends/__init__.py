@@ -8,16 +8,21 @@ RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
     "transformers": ("hf-safetensors", "hf-awq-gemm", "hf-compressed-tensors"),
     "llama.cpp": ("gguf",),
     "vllm": ("hf-safetensors", "hf-awq-gemm", "hf-compressed-tensors", "gguf"),
+    "autoawq": ("hf-awq-gemm",),  # AutoAWQ's own INT4 kernels, GPU only
 }
+# runtime -> quantized formats it reads only as an exact dequantized reference (kernel checks)
+DEQUANT_READS: dict[str, tuple[str, ...]] = {"transformers": ("gguf",)}
 DEFAULT_RUNTIMES = ("transformers", "llama.cpp")
 ALL_RUNTIMES = tuple(RUNTIME_FORMATS)
 
 # runtimes that live in their own virtual environment
-RUNTIME_VENV: dict[str, str] = {"vllm": "vllm"}  # names under the tool-environment folder (.venvs)
+RUNTIME_VENV: dict[str, str] = {"vllm": "vllm", "autoawq": "autoawq"}  # names under the tool-environment folder (.venvs)
 
 
-def runtimes_for(fmt: str, enabled: tuple[str, ...] = DEFAULT_RUNTIMES) -> list[str]:
-    return [r for r, fmts in RUNTIME_FORMATS.items() if fmt in fmts and r in enabled]
+def runtimes_for(fmt: str, enabled: tuple[str, ...] = DEFAULT_RUNTIMES, dequant: bool = False) -> list[str]:
+    """Runtimes that read `fmt`; with dequant, also those that read it only as a dequantized reference."""
+    return [r for r, fmts in RUNTIME_FORMATS.items()
+            if r in enabled and (fmt in fmts or (dequant and fmt in DEQUANT_READS.get(r, ())))]
 
 
 def make_runtime(name: str, options: dict | None = None) -> Runtime:
@@ -25,11 +30,15 @@ def make_runtime(name: str, options: dict | None = None) -> Runtime:
     if name == "transformers":
         from evaluators.backends.transformers_backend import TransformersRuntime
 
-        return TransformersRuntime()
+        return TransformersRuntime(device=options.get("device", "cpu"), hf_config_dir=options.get("hf_config_dir"))
     if name == "llama.cpp":
         from evaluators.backends.llamacpp_backend import LlamaCppRuntime
 
-        return LlamaCppRuntime()
+        return LlamaCppRuntime(flash_attn=options.get("flash_attn", "off"), device=options.get("device", "cpu"))
+    if name == "autoawq":
+        from evaluators.backends.autoawq_backend import AutoAwqRuntime
+
+        return AutoAwqRuntime(device=options.get("device", "cuda"))
     if name == "vllm":
         from evaluators.backends.vllm_backend import VllmRuntime
 

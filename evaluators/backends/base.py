@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.kld import SparseLogprobs, TopK, log_softmax
+from evaluators.kld import RowLogprobs, SparseLogprobs, TopK
 
 
 class Unsupported(Exception):
@@ -36,18 +36,23 @@ class Runtime(ABC):
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
         """Load the model for scoring windows of n_ctx tokens."""
 
-    def logits(self, ids: np.ndarray) -> np.ndarray:
-        """float32 logits [len(ids), vocab] for every position of one sequence (fresh context)."""
+    def logits(self, ids: np.ndarray, keep_from: int = 0) -> np.ndarray:
+        """float32 logits [len(ids) - keep_from, vocab] of positions keep_from .. len(ids)-1 of one
+        sequence (fresh context). Runtimes compute no logits before keep_from (as llama-perplexity
+        asks for none there); the array may be a view that the next call overwrites."""
         raise NotImplementedError(f"{self.name} does not return full logits")
 
-    def prompt_logprobs(self, seqs: list[list[int]], k: int) -> list[SparseLogprobs]:
-        """For each sequence: position i gives log p(ids[i+1] | ids[:i+1]) and the top-k at i."""
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+        """For each sequence: entry i gives log p(ids[i+1] | ids[:i+1]) and the top-k at i, for
+        every position, or for the `last` positions only (what log-likelihood requests need)."""
         out = []
         for ids in seqs:
-            lp = log_softmax(self.logits(np.asarray(ids))[:-1])
-            top = TopK.from_logprobs(lp, k)
-            tgt = np.asarray(ids[1:], dtype=np.int64)
-            out.append(SparseLogprobs(lp[np.arange(len(tgt)), tgt], top.ids.astype(np.int64), top.logp.astype(np.float64)))
+            keep = 0 if last is None else max(0, len(ids) - 1 - last)
+            # the last token is only a target: n-1 input tokens (as lm-eval's HF model feeds them)
+            rows = RowLogprobs.from_logits(self.logits(np.asarray(ids[:-1]), keep_from=keep))
+            top = TopK.from_rows(rows, k)
+            tgt = np.asarray(ids[keep + 1:], dtype=np.int64)
+            out.append(SparseLogprobs(rows.at(tgt), top.ids.astype(np.int64), top.logp.astype(np.float64)))
         return out
 
     def throughput(self, prompts: list[list[int]], n_new: int) -> dict:

@@ -1,5 +1,6 @@
-"""llama.cpp runtime through llama-cpp-python (GGUF). Never import torch in this process:
-OpenMP thread pools of torch and ggml spin against each other."""
+"""llama.cpp runtime through llama-cpp-python (GGUF), on CPU or with every layer offloaded to a GPU
+(a CUDA build of the same llama.cpp, e.g. through LLAMA_CPP_LIB_PATH). Never import torch in this
+process: OpenMP thread pools of torch and ggml spin against each other."""
 from __future__ import annotations
 
 import time
@@ -14,64 +15,135 @@ from evaluators.backends.base import Generation, Runtime
 class LlamaCppRuntime(Runtime):
     name = "llama.cpp"
 
-    def __init__(self) -> None:
+    def __init__(self, flash_attn: str = "off", device: str = "cpu") -> None:
+        if flash_attn not in ("on", "off"):
+            raise ValueError(f"flash_attn must be 'on' or 'off', got {flash_attn!r}")
+        self.flash_attn = flash_attn == "on"
+        self.device = device
         self.notes: list[str] = []
-        self._scorer = None
-        self._gen = None
-        self._gen_ctx = 0
+        self._scorer = None  # the llama_cpp.Llama that holds the model and the scoring context
+        self._contexts: dict = {}  # decoding contexts, sized per run
 
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
         self.path, self.threads, self.n_ctx = str(artifact), threads, n_ctx
-        self._scorer = self._open(n_ctx, logits_all=True)
+        if self.device != "cpu":
+            import llama_cpp
+
+            if not llama_cpp.llama_supports_gpu_offload():
+                raise RuntimeError("this llama.cpp build cannot offload to a GPU (build it with -DGGML_CUDA=ON "
+                                   "and point LLAMA_CPP_LIB_PATH at it)")
+            self.notes.append("every layer offloaded to the GPU (n_gpu_layers = all)")
+        self._scorer = self._open(n_ctx, logits_all=False)
 
     def _open(self, n_ctx: int, logits_all: bool):
         from llama_cpp import Llama
 
         return Llama(
             model_path=self.path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=self.threads,
-            n_threads_batch=self.threads, logits_all=logits_all, verbose=False, seed=0,
+            n_threads_batch=self.threads, logits_all=logits_all, flash_attn=self.flash_attn, verbose=False, seed=0,
+            n_gpu_layers=-1 if self.device != "cpu" else 0,
         )
 
-    def logits(self, ids: np.ndarray) -> np.ndarray:
+    def logits(self, ids: np.ndarray, keep_from: int = 0) -> np.ndarray:
+        """One llama_decode of the whole sequence that asks for logits at keep_from.. only, as
+        llama-perplexity does; returns a view of llama.cpp's output buffer (no copy)."""
+        import llama_cpp
+
+        self._model()
         llm = self._scorer
+        n = len(ids)
+        if n > self.n_ctx:
+            raise ValueError(f"sequence of {n} tokens is longer than the context ({self.n_ctx})")
         llm.reset()
-        llm.eval([int(t) for t in ids])
-        return np.array(llm.scores[: len(ids)], dtype=np.float32)
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        batch = llm._batch
+        batch.set_batch(batch=[int(t) for t in ids], n_past=0, logits_all=False)
+        for i in range(n):
+            batch.batch.logits[i] = i >= keep_from
+        llm._ctx.decode(batch)
+        ptr = llama_cpp.llama_get_logits(llm._ctx.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n - keep_from, llm.n_vocab()))
 
     def generate(self, prompt: list[int], n_new: int) -> Generation:
-        need = len(prompt) + n_new + 1
-        if self._gen is None or self._gen_ctx < need:
-            self._scorer = self._gen = None  # free the all-logits context first
-            self._gen_ctx = max(need, 1024)
-            self._gen = self._open(self._gen_ctx, logits_all=False)
-        llm = self._gen
-        n_vocab = llm.n_vocab()
+        return self.generate_batch([prompt], n_new)
 
-        def last_argmax() -> int:
-            return int(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).argmax())
+    def _decode_context(self, n_ctx: int, n_batch: int, n_seq: int):
+        """A context of exactly n_ctx cells on the loaded model (no second copy of the weights), as
+        llama-bench sizes its own (the KV cache's padded length sets the attention work per token)."""
+        import llama_cpp
+        from llama_cpp import _internals
 
-        llm.reset()
-        t0 = time.perf_counter()
-        llm.eval(prompt)
-        nxt = last_argmax()
-        t1 = time.perf_counter()
-        out = [nxt]
-        for _ in range(n_new):
-            llm.eval([nxt])
-            nxt = last_argmax()
-            out.append(nxt)
-        t2 = time.perf_counter()
+        key = (n_ctx, n_batch, n_seq)
+        if key not in self._contexts:
+            for ctx in self._contexts.values():
+                ctx.close()
+            self._contexts = {}
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = n_ctx, n_batch, min(512, n_batch), n_seq
+            params.n_threads = params.n_threads_batch = self.threads
+            params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+                                      else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+            self._contexts[key] = _internals.LlamaContext(model=self._model(), params=params, verbose=False)
+        ctx = self._contexts[key]
+        ctx.kv_cache_clear()
+        return ctx
+
+    def _model(self):
+        if self._scorer is None:
+            self._scorer = self._open(self.n_ctx, logits_all=False)
+        return self._scorer._model
+
+    def generate_batch(self, prompts: list[list[int]], n_new: int) -> Generation:
+        """Greedy decoding of one or more equal-length prompts in one context (a sequence id each):
+        one llama_decode for all prompts, then one per step with a token per sequence. Tokens of the
+        first sequence are returned; the context holds exactly the cells the run uses."""
+        import llama_cpp
+        from llama_cpp import _internals
+
+        b, n = len(prompts), len(prompts[0])
+        ctx = self._decode_context(b * (n + n_new), b * n, b)
+        vocab = self._model().n_vocab()
+        prefill = _internals.LlamaBatch(n_tokens=b * n, embd=0, n_seq_max=1, verbose=False)
+        step = _internals.LlamaBatch(n_tokens=b, embd=0, n_seq_max=1, verbose=False)
+        try:
+            prefill.batch.n_tokens = 0
+            for s, p in enumerate(prompts):
+                prefill.add_sequence([int(t) for t in p], s, False)
+            t0 = time.perf_counter()
+            ctx.decode(prefill)
+            nxt = [int(np.ctypeslib.as_array(ctx.get_logits_ith((s + 1) * n - 1), shape=(vocab,)).argmax())
+                   for s in range(b)]
+            t1 = time.perf_counter()
+            out = [nxt[0]]
+            sb = step.batch
+            for k in range(n_new):
+                sb.n_tokens = b
+                for s in range(b):
+                    sb.token[s], sb.pos[s], sb.n_seq_id[s], sb.logits[s] = nxt[s], n + k, 1, True
+                    sb.seq_id[s][0] = s
+                ctx.decode(step)
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx.ctx), shape=(b, vocab))
+                nxt = [int(t) for t in logits.argmax(-1)]
+                out.append(nxt[0])
+            t2 = time.perf_counter()
+        finally:
+            step.close()
+            prefill.close()
         return Generation(out, t1 - t0, t2 - t1, n_new)
 
     def tokenize(self, text: str) -> list[int] | None:
-        llm = self._scorer or self._gen
-        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        self._model()
+        return list(self._scorer.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def weight_bytes(self) -> int | None:
         return Path(self.path).stat().st_size
 
     def versions(self) -> dict[str, str]:
-        return {"llama_cpp_python": metadata.version("llama_cpp_python")}
+        import llama_cpp
+
+        return {"llama_cpp_python": metadata.version("llama_cpp_python"),
+                "gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload()))}
 
     def compute_dtype(self) -> str:
-        return "ggml (weights as stored, f32 activations)"
+        where = "GPU" if self.device != "cpu" else "CPU"
+        return f"ggml on {where} (weights as stored, f32 activations" + (", flash attention)" if self.flash_attn else ")")

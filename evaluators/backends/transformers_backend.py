@@ -1,18 +1,16 @@
-"""transformers runtime (PyTorch, CPU): HF safetensors, AWQ GEMM (dequantized: a quality
-reference, not a speed figure) and compressed-tensors checkpoints. Computes in float32."""
+"""transformers runtime (PyTorch): HF safetensors, AWQ GEMM and GGUF (both dequantized exactly: quality
+and kernel references, not speed figures) and compressed-tensors checkpoints. float32 on CPU,
+float16 on a GPU."""
 from __future__ import annotations
 
 import json
-import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
-from evaluators.backends.base import Generation, Runtime
+from evaluators.backends.torch_common import TorchDecodeMixin
 
 
-def _load_awq_dequantized(path: Path, torch):
+def _load_awq_dequantized(path: Path, torch, dtype):
     """Build the model from its config and fill every AWQ linear with its exactly dequantized weight."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -25,7 +23,7 @@ def _load_awq_dequantized(path: Path, torch):
         raise ValueError(f"only 4-bit AWQ GEMM checkpoints are supported, got {qcfg}")
     group = int(qcfg.get("group_size", qcfg.get("q_group_size")))
     config = AutoConfig.for_model(**cfg_dict)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     state: dict = {}
     for f in sorted(path.glob("*.safetensors")):
         state.update(load_file(f))
@@ -33,9 +31,10 @@ def _load_awq_dequantized(path: Path, torch):
     for name, t in state.items():
         if name.endswith(".qweight"):
             prefix = name[: -len(".qweight")]
-            dense[prefix + ".weight"] = dequantize_gemm(t, state[prefix + ".qzeros"], state[prefix + ".scales"], group)
+            w = dequantize_gemm(t, state[prefix + ".qzeros"], state[prefix + ".scales"], group)
+            dense[prefix + ".weight"] = w.to(dtype)
         elif not name.endswith((".qzeros", ".scales")):
-            dense[name] = t.to(torch.float32) if t.is_floating_point() else t
+            dense[name] = t.to(dtype) if t.is_floating_point() else t
     missing, unexpected = model.load_state_dict(dense, strict=False)
     missing = [m for m in missing if not (m == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
@@ -45,12 +44,14 @@ def _load_awq_dequantized(path: Path, torch):
     return model
 
 
-class TransformersRuntime(Runtime):
+class TransformersRuntime(TorchDecodeMixin):
     name = "transformers"
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu", hf_config_dir: str | None = None) -> None:
         self.notes: list[str] = []
         self.model = None
+        self.device = device
+        self.hf_config_dir = hf_config_dir
 
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
         import torch
@@ -58,39 +59,25 @@ class TransformersRuntime(Runtime):
 
         torch.set_num_threads(threads)
         self.torch = torch
+        # CPU: float32 (exact; no native half-precision matmul on most CPUs); GPU: float16, as served
+        self.dtype = torch.float32 if self.device == "cpu" else torch.float16
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {self.device} asked for, but torch sees no GPU")
         if fmt == "hf-awq-gemm":
-            self.model = _load_awq_dequantized(artifact, torch)
-            self.notes.append("AWQ weights dequantized exactly and run in float32: a quality reference, not a speed figure")
+            model = _load_awq_dequantized(artifact, torch, self.dtype)
+            self.notes.append("AWQ weights dequantized exactly: a quality reference, not an INT4 speed figure")
+        elif fmt == "gguf":
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(self.hf_config_dir) if self.hf_config_dir else None
+            model = AutoModelForCausalLM.from_pretrained(artifact.parent, gguf_file=artifact.name, dtype=self.dtype,
+                                                         config=config)
+            self.notes.append("GGUF weights dequantized by gguf-py: the exact reference for llama.cpp's kernels, not a speed figure")
         else:
-            self.model = AutoModelForCausalLM.from_pretrained(artifact, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(artifact, dtype=self.dtype)
             if fmt == "hf-compressed-tensors":
-                self.notes.append("compressed-tensors checkpoint run through transformers on CPU: a quality reference, not a speed figure")
-        self.model.eval()
-
-    def logits(self, ids: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode():
-            x = torch.from_numpy(np.asarray(ids, dtype=np.int64))[None]
-            return self.model(input_ids=x, use_cache=False).logits[0].float().numpy()
-
-    def generate(self, prompt: list[int], n_new: int) -> Generation:
-        torch = self.torch
-        out_tokens: list[int] = []
-        with torch.inference_mode():
-            x = torch.tensor([prompt], dtype=torch.long)
-            t0 = time.perf_counter()
-            out = self.model(input_ids=x, use_cache=True)
-            nxt = int(out.logits[0, -1].argmax())
-            t1 = time.perf_counter()
-            pkv = out.past_key_values
-            out_tokens.append(nxt)
-            for _ in range(n_new):
-                out = self.model(input_ids=torch.tensor([[nxt]]), past_key_values=pkv, use_cache=True)
-                pkv = out.past_key_values
-                nxt = int(out.logits[0, -1].argmax())
-                out_tokens.append(nxt)
-            t2 = time.perf_counter()
-        return Generation(out_tokens, t1 - t0, t2 - t1, n_new)
+                self.notes.append("compressed-tensors checkpoint run through transformers: a quality reference, not a speed figure")
+        self.model = model.to(self.device).eval()
 
     def weight_bytes(self) -> int | None:
         seen, total = set(), 0
@@ -104,4 +91,4 @@ class TransformersRuntime(Runtime):
         return {p: metadata.version(p) for p in ("torch", "transformers")}
 
     def compute_dtype(self) -> str:
-        return "float32"
+        return str(self.dtype).replace("torch.", "") + ("" if self.device == "cpu" else f" on {self.device}")

@@ -1,0 +1,56 @@
+"""AutoAWQ runtime: an AWQ GEMM checkpoint through AutoAWQ's own INT4 kernels (its Triton GEMM when
+the CUDA extension awq_ext is absent) inside transformers 4.51. Runs in the AutoAWQ environment;
+GPU only: its kernels have no CPU path worth timing."""
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from evaluators.backends.base import Unsupported
+from evaluators.backends.torch_common import TorchDecodeMixin
+
+
+class AutoAwqRuntime(TorchDecodeMixin):
+    name = "autoawq"
+
+    def __init__(self, device: str = "cuda") -> None:
+        self.notes: list[str] = []
+        self.device = device
+        self.model = None
+
+    def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
+        import torch
+
+        if self.device == "cpu" or not torch.cuda.is_available():
+            raise Unsupported("AutoAWQ's INT4 kernels (CUDA extension or Triton) need a GPU; on CPU the "
+                              "transformers runtime runs the exactly dequantized weights instead")
+        from awq import AutoAWQForCausalLM
+        from awq.modules.linear import gemm
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        wrapper = AutoAWQForCausalLM.from_quantized(str(artifact), fuse_layers=False, device_map=self.device,
+                                                    max_seq_len=max(n_ctx, 2048))
+        self.model = wrapper.model.eval()
+        kernel = "awq_ext (CUDA)" if gemm.awq_ext is not None else "Triton GEMM" if gemm.TRITON_AVAILABLE else "naive dequantize"
+        self.kernel = kernel
+        self.notes.append(f"AutoAWQ WQLinear_GEMM through {kernel}; float16 activations")
+
+    def versions(self) -> dict[str, str]:
+        out = {p: metadata.version(p) for p in ("autoawq", "torch", "transformers")}
+        try:
+            out["triton"] = metadata.version("triton")
+        except metadata.PackageNotFoundError:
+            pass
+        return out
+
+    def compute_dtype(self) -> str:
+        return f"int4 weights (AWQ GEMM, {self.kernel}), float16 activations"
+
+    def weight_bytes(self) -> int | None:
+        seen, total = set(), 0
+        for t in list(self.model.parameters()) + list(self.model.buffers()):
+            if t.device.type != "cpu" and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+        return total

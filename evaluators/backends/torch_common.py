@@ -1,0 +1,53 @@
+"""Logits and timed greedy decoding for any PyTorch causal LM (transformers, AutoAWQ), CPU or GPU."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from evaluators.backends.base import Generation, Runtime
+
+
+class TorchDecodeMixin(Runtime):
+    """Needs self.model (an HF causal LM), self.torch and self.device."""
+
+    def _sync(self) -> None:
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
+
+    def logits(self, ids: np.ndarray, keep_from: int = 0) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.asarray(ids, dtype=np.int64))[None].to(self.device)
+            out = self.model(input_ids=x, use_cache=False, logits_to_keep=len(ids) - keep_from)
+            return out.logits[0].float().cpu().numpy()
+
+    def generate(self, prompt: list[int], n_new: int) -> Generation:
+        g = self.generate_batch([prompt], n_new)
+        return Generation(g.tokens, g.prefill_s, g.decode_s, g.n_decode)
+
+    def generate_batch(self, prompts: list[list[int]], n_new: int) -> Generation:
+        """Greedy decoding of equal-length prompts together; tokens of the first sequence returned,
+        n_decode counts the decode steps (tokens per sequence)."""
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.tensor(prompts, dtype=torch.long, device=self.device)
+            self._sync()
+            t0 = time.perf_counter()
+            out = self.model(input_ids=x, use_cache=True)
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+            first = int(nxt[0, 0])
+            self._sync()
+            t1 = time.perf_counter()
+            pkv = out.past_key_values
+            tokens = [first]
+            steps = []
+            for _ in range(n_new):
+                out = self.model(input_ids=nxt, past_key_values=pkv, use_cache=True)
+                pkv = out.past_key_values
+                nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                steps.append(nxt)
+            self._sync()
+            t2 = time.perf_counter()
+            tokens += [int(s[0, 0]) for s in steps]
+        return Generation(tokens, t1 - t0, t2 - t1, n_new)

@@ -1,0 +1,57 @@
+"""Peak GPU memory of one cell, the same way for every runtime (torch, llama.cpp, AutoAWQ):
+nvidia-smi's used memory on the cell's GPU, sampled every 50 ms, minus what was in use before the
+runtime loaded. It includes the CUDA context and every allocator's reserve — what a user would
+see — not only live tensors."""
+from __future__ import annotations
+
+import subprocess
+import threading
+
+
+def _used_mib(index: int) -> int | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", str(index)],
+                             capture_output=True, text=True, timeout=10)
+        return int(out.stdout.strip().splitlines()[0])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+class GpuMemorySampler:
+    """One `nvidia-smi -lms` process streams the used memory; a thread keeps the maximum."""
+
+    def __init__(self, index: int = 0, period_ms: int = 50) -> None:
+        self.index, self.period_ms = index, period_ms
+        self.baseline = _used_mib(index)
+        self.peak = self.baseline
+        self._proc: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                u = int(line.strip())
+            except ValueError:
+                continue
+            if self.peak is None or u > self.peak:
+                self.peak = u
+
+    def start(self) -> "GpuMemorySampler":
+        if self.baseline is not None:
+            self._proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", str(self.index),
+                 "-lms", str(self.period_ms)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> int | None:
+        """Peak bytes used above the baseline, or None where nvidia-smi is not available."""
+        if self._proc is None or self.baseline is None:
+            return None
+        last = _used_mib(self.index)
+        if last is not None and last > (self.peak or 0):
+            self.peak = last
+        self._proc.terminate()
+        self._thread.join(timeout=5)
+        return (self.peak - self.baseline) * (1 << 20)

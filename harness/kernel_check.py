@@ -1,0 +1,98 @@
+"""Speed of a wrong kernel is worthless: before its speed is reported, each quantized runtime's logits
+are compared with an exact dequantized reference of the same weights on the same device
+(transformers with the weights dequantized: AWQ by our GEMM unpacking, GGUF by gguf-py).
+
+Also sets the per-cell options of GPU and performance-only runs (device, batch-8 decode, roles)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.checks import Flag
+
+QUANTIZED_FORMATS = ("hf-awq-gemm", "hf-compressed-tensors", "gguf")
+REFERENCE_RUNTIME = "transformers"
+# Limits for "the kernel computes the same function": logits' mean abs error relative to the
+# reference's mean |logit| (a correct Q4_K kernel: ~1.5% on a tiny random model; the same file's
+# weights against fp16's: ~14%), and top-1 agreement where the reference has a clear leader.
+MAX_REL_MEAN_ERR = 0.05
+MIN_TOP1 = 0.90
+MIN_CLEAR_POSITIONS = 20
+
+
+UNQUANTIZED_VARIANTS = ("fp16", "gguf-f16")  # same weights as the source: no kernel to check
+
+
+def needs_dequant_reference(variant: str, cfg) -> bool:
+    """Whether this variant also gets a dequantized-reference cell (only quantized ones, only when checking)."""
+    return cfg.eval.kernel_check_tokens > 0 and variant not in UNQUANTIZED_VARIANTS
+
+
+def is_dequant_reference(fmt: str, runtime: str, device: str) -> bool:
+    """transformers reading a quantized format computes with dequantized weights: on a GPU run that
+    cell is the exact reference for the kernel checks, and its speed is not that format's speed."""
+    return runtime == REFERENCE_RUNTIME and fmt in QUANTIZED_FORMATS and device != "cpu"
+
+
+def add_device_options(spec: dict, fmt: str, prepared, cfg, work: Path) -> None:
+    s = cfg.eval
+    spec["device"] = s.device
+    role = "dequantized-reference" if is_dequant_reference(fmt, spec["runtime"], s.device) else "measured"
+    spec["role"] = role
+    if role == "dequantized-reference":
+        spec["speed"] = False
+    extra = [b for b in s.decode_batches if b > 1]
+    if extra:
+        spec["decode_batches"] = extra
+    if cfg.synthetic:  # performance only: no perplexity, no KL divergence
+        spec["score"] = False
+        spec["reference_dir"] = None
+        spec["write_reference"] = False
+    if s.kernel_check_tokens:
+        spec["kernel_check_ids"] = [int(t) for t in prepared.windows.ids.reshape(-1)[: s.kernel_check_tokens]]
+        spec["kernel_check_out"] = str(work / "kernel-check" / f"{spec['variant']}__{spec['runtime']}.npy")
+
+
+def compare_logits(test: np.ndarray, ref: np.ndarray) -> dict:
+    test, ref = test.astype(np.float64), ref.astype(np.float64)
+    err = np.abs(test - ref)
+    scale = float(np.abs(ref).mean())
+    top1 = float((test.argmax(-1) == ref.argmax(-1)).mean())
+    # positions where the reference's top-1 leads its runner-up clearly (1 logit): a random-weight
+    # model's logits are nearly flat, and ties there say nothing about the kernel
+    part = np.sort(ref, axis=-1)[:, -2:]
+    clear = (part[:, 1] - part[:, 0]) > 1.0
+    top1_clear = float((test.argmax(-1) == ref.argmax(-1))[clear].mean()) if clear.any() else None
+    return {"positions": int(ref.shape[0]), "max_abs_err": float(err.max()), "mean_abs_err": float(err.mean()),
+            "ref_mean_abs_logit": scale, "rel_mean_err": float(err.mean()) / scale if scale else None,
+            "top1_agreement": top1, "top1_agreement_clear": top1_clear, "clear_positions": int(clear.sum())}
+
+
+def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> tuple[list[dict], list[Flag]]:
+    """Compare every measured quantized cell with its variant's dequantized reference cell."""
+    folder = work / "kernel-check"
+    checks, flags = [], []
+    ok_cells = {(d["variant"], d["runtime"]) for d in cell_docs if d["status"] == "ok"}
+    for v, m in manifests.items():
+        fmt = m["format"] if isinstance(m, dict) else m.format
+        if fmt not in QUANTIZED_FORMATS:
+            continue
+        ref_file = folder / f"{v}__{REFERENCE_RUNTIME}.npy"
+        for (cv, rt) in sorted(ok_cells):
+            if cv != v or rt == REFERENCE_RUNTIME:
+                continue
+            test_file = folder / f"{v}__{rt}.npy"
+            if not ref_file.is_file() or not test_file.is_file():
+                continue
+            c = compare_logits(np.load(test_file), np.load(ref_file))
+            top_ok = c["clear_positions"] < MIN_CLEAR_POSITIONS or c["top1_agreement_clear"] >= MIN_TOP1
+            top = c["top1_agreement_clear"] if c["clear_positions"] >= MIN_CLEAR_POSITIONS else c["top1_agreement"]
+            c.update({"variant": v, "runtime": rt, "reference": f"{v} × {REFERENCE_RUNTIME} (dequantized weights)",
+                      "ok": bool(c["rel_mean_err"] is not None and c["rel_mean_err"] <= MAX_REL_MEAN_ERR and top_ok)})
+            checks.append(c)
+            if not c["ok"]:
+                flags.append(Flag("broken", v, rt, f"BROKEN KERNEL: logits differ from the dequantized reference "
+                                                   f"(mean abs err {c['mean_abs_err']:.3g}, {100 * (c['rel_mean_err'] or 0):.1f}% "
+                                                   f"of the mean |logit|; top-1 {100 * top:.1f}%); its speed is not a result"))
+    return checks, flags

@@ -1,0 +1,93 @@
+"""Pieces of the GPU / performance-only mode that run anywhere: synthetic sources, kernel checks,
+batched decoding, AutoAWQ's config spelling; and the whole mode end to end on CPU (slow)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_legacy_config_spells_rope_for_transformers_4():
+    from quantizers.hf_config_compat import legacy_config
+
+    cfg, changed = legacy_config({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}, "dtype": "float16"})
+    assert cfg["rope_theta"] == 100000.0 and cfg["torch_dtype"] == "float16" and "rope_scaling" not in cfg
+    assert changed
+    cfg, _ = legacy_config({"rope_parameters": {"rope_theta": 5e5, "rope_type": "llama3", "factor": 8.0}})
+    assert cfg["rope_scaling"] == {"rope_type": "llama3", "factor": 8.0}
+    same, changed = legacy_config({"rope_theta": 10000.0, "torch_dtype": "float16"})
+    assert changed == [] and same == {"rope_theta": 10000.0, "torch_dtype": "float16"}
+
+
+def test_kernel_check_accepts_rounding_and_rejects_a_wrong_kernel():
+    from harness.kernel_check import MAX_REL_MEAN_ERR, compare_logits
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(64, 500)) * 3
+    close = compare_logits(ref + rng.normal(size=ref.shape) * 0.01, ref)
+    assert close["rel_mean_err"] < MAX_REL_MEAN_ERR and close["top1_agreement"] > 0.95
+    wrong = compare_logits(rng.normal(size=ref.shape) * 3, ref)
+    assert wrong["rel_mean_err"] > MAX_REL_MEAN_ERR and wrong["top1_agreement"] < 0.2
+
+
+def test_synthetic_shape_matches_qwen3_4b():
+    from harness.synthetic import SHAPES
+
+    s = SHAPES["qwen3-4b"]
+    assert (s["hidden_size"], s["num_hidden_layers"], s["num_attention_heads"], s["num_key_value_heads"], s["head_dim"],
+            s["intermediate_size"], s["vocab_size"]) == (2560, 36, 32, 8, 128, 9728, 151936)
+
+
+def test_batched_decoding_matches_single_sequences(tiny_qwen3, tmp_path):
+    """generate_batch gives every sequence the tokens it gets alone (transformers and llama.cpp)."""
+    from evaluators.backends.transformers_backend import TransformersRuntime
+
+    rt = TransformersRuntime()
+    rt.load(tiny_qwen3, "hf-safetensors", 2, 256)
+    prompts = [[1, 5, 9, 200, 31], [1, 77, 8, 9, 1000]]
+    alone = [rt.generate(p, 6).tokens for p in prompts]
+    together = rt.generate_batch(prompts, 6)
+    assert together.tokens == alone[0] and together.n_decode == 6
+    logits = rt.logits(np.asarray(prompts[0]), keep_from=2)
+    assert logits.shape == (3, 49152)
+    full = rt.logits(np.asarray(prompts[0]))
+    assert np.allclose(full[2:], logits, atol=1e-4)
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=1800)
+
+
+@pytest.mark.slow
+def test_synthetic_weights_mode_on_cpu(tokenizer_dir, tmp_path):
+    """--synthetic-weights: no quality rows; kernel checks pass for real kernels; batch-8-style decode;
+    AutoAWQ's runtime reports itself unsupported on CPU rather than failing."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", QC_CACHE_DIR=str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    p = _cli("compare", "--synthetic-weights", "tiny-qwen3", "--tokenizer", str(tokenizer_dir), "--out", str(out),
+             "--windows", "1", "--n-ctx", "256", "--prefill-tokens", "64", "--decode-tokens", "8", "--speed-repeats", "1",
+             "--awq-calib-samples", "8", "--awq-calib-seq-len", "64", "--kernel-check-tokens", "48",
+             "--decode-batches", "1,3", "--runtimes", "transformers,llama.cpp,autoawq", "--note", "a stated gap", env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    r = json.loads((out / "results.json").read_text())
+    metrics = {(x["variant"], x["runtime"], x["metric"]) for x in r["rows"]}
+    assert not any(m[2] in ("ppl", "kld_mean") for m in metrics), "quality must not be reported on random weights"
+    assert ("gguf-q4_k_m", "llama.cpp", "decode_tok_s_b3") in metrics
+    assert ("fp16", "transformers", "ttft_s") in metrics
+    cells = {(c["variant"], c["runtime"]): c for c in r["cells"]}
+    assert cells[("awq-int4", "autoawq")]["status"] == "unsupported"
+    assert cells[("gguf-q4_k_m", "transformers")]["role"] == "measured"  # CPU: not split into roles
+    checks = {(c["variant"], c["runtime"]): c for c in r["kernel_checks"]}
+    assert checks[("gguf-q4_k_m", "llama.cpp")]["ok"], checks
+    assert "a stated gap" in r["notes"] and r["source"]["origin"] == "synthetic"
+    html = (out / "report.html").read_text()
+    assert "PERFORMANCE ONLY" in html and "Kernel checks" in html
+    # the report can be rendered again from results.json alone
+    (out / "report.html").unlink()
+    assert _cli("report", str(out / "results.json"), env=env).returncode == 0 and (out / "report.html").is_file()
