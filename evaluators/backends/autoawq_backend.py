@@ -29,7 +29,9 @@ class AutoAwqRuntime(TorchDecodeMixin):
 
         torch.set_num_threads(threads)
         self.torch = torch
-        wrapper = AutoAWQForCausalLM.from_quantized(str(artifact), fuse_layers=False, device_map=self.device,
+        # accelerate's dispatch takes "balanced"/"auto"/a dict, not "cuda": the whole model on one GPU
+        index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        wrapper = AutoAWQForCausalLM.from_quantized(str(artifact), fuse_layers=False, device_map={"": index},
                                                     max_seq_len=max(n_ctx, 2048))
         self.model = wrapper.model.eval()
         kernel = "awq_ext (CUDA)" if gemm.awq_ext is not None else "Triton GEMM" if gemm.TRITON_AVAILABLE else "naive dequantize"
