@@ -48,7 +48,9 @@ main() {
   python3 -m harness.cli compare "${COMMON[@]}" --variants fp16,gguf-f16,awq-int4 --build-only
   wait $BUILD || { echo "CUDA build failed"; tail -30 runs/cuda-build.log; exit 1; }
   date
-  export LLAMA_CPP_LIB_PATH=$ROOT/.cuda-build/bin
+  LIBDIR=$(dirname "$(find .cuda-build -name 'libllama.so' | head -1)")
+  ls -la "$LIBDIR"/*.so*
+  export LLAMA_CPP_LIB_PATH=$ROOT/$LIBDIR
   python3 -m harness.cli compare "${COMMON[@]}" --runtimes transformers,llama.cpp,autoawq \
     --kernel-check-tokens 256 --decode-batches 1,8 --speed-repeats 3 \
     --note "vLLM was not run on this host: its wheel (over 300 MB) and its own torch pin cannot be carried to the offline GPU machine, so the AWQ checkpoint runs through AutoAWQ's kernels instead."
