@@ -7,13 +7,15 @@ context, chunk count and threads, in one run:
   mean KLD and same-top-token rate;
 - prefill / decode: harness tok/s (llama-bench protocol) vs `llama-bench` pp512 / tg128;
 - roofline: memory bandwidth (STREAM triad) and decode tok/s as a share of bandwidth / weight bytes.
-Harness and tools run with the same flash-attention setting (-fa; the harness's default, off, is exact
+Speed ratios compare medians of `rounds` alternating harness/tool runs (this kind of machine drifts by
+±10% over minutes). Harness and tools run with the same flash-attention setting (-fa; the harness's default, off, is exact
 attention); llama-perplexity is also run once at its own default (-fa auto) and reported for information.
 Writes OUT/bench.json; prints every ratio and a last line with all of them."""
 from __future__ import annotations
 
 import json
 import re
+from statistics import median
 import subprocess
 import time
 from dataclasses import replace
@@ -121,7 +123,10 @@ def _cell(variant, outcome, spec_extra: dict, prepared, cfg, work: Path, console
     return o.result
 
 
-def run_bench(cfg: RunConfig, tools: Path, console) -> int:
+SPEED_CHUNKS = 16  # chunks per alternating speed pass
+
+
+def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
     t_start = time.time()
     perplexity_exe, bench_exe = _tool(tools, "llama-perplexity"), _tool(tools, "llama-bench")
     source = resolve_source(cfg.model, progress=console.line)
@@ -149,16 +154,33 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
                                                       "write_reference": True}, prepared, cfg, work, console)
     h_kld = _cell("gguf-q4_k_m", variants["gguf-q4_k_m"], {"tag": "kld", "reference_dir": str(ref_dir)},
                   prepared, cfg, work, console)
-    speed = {}
-    for v, path in (("gguf-f16", f16), ("gguf-q4_k_m", q4)):
-        r = _cell(v, variants[v], {"tag": "speed", "speed": True, "speed_protocol": "llama-bench",
-                                    "speed_repeats": 5, "score": False}, prepared, cfg, work, console)
-        speed[v] = r["speed"]
 
     # 2. llama.cpp's tools on the same files, text, context, chunks and threads.
     fa = cfg.eval.llama_flash_attn
     common = ["-c", n_ctx, "-b", n_ctx, "--chunks", n_chunks, "-t", threads, "-fa", fa]
     t_ppl = parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, *common], console, logs / "llama-perplexity-q4.log"))
+
+    # Speed ratios on a machine whose speed drifts by ±10% over minutes (shared cores): harness and tool
+    # alternate, `rounds` times, on the same work, and their medians are compared.
+    sub_n = min(SPEED_CHUNKS, n_chunks)
+    sub_windows = prepare_windows(source, text, replace(cfg.eval, max_windows=sub_n), work)
+    pass_h, pass_t = [], []
+    speed_h: dict[str, list[dict]] = {"gguf-f16": [], "gguf-q4_k_m": []}
+    bench_t: dict[str, list[dict]] = {"gguf-f16": [], "gguf-q4_k_m": []}
+    for i in range(rounds):
+        console.line(f"[bench] speed round {i + 1}/{rounds}")
+        pass_h.append(_cell("gguf-q4_k_m", variants["gguf-q4_k_m"], {"tag": f"pass-{i}"}, sub_windows, cfg, work,
+                            console)["eval_tok_s"])
+        pass_t.append(parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, "-c", n_ctx, "-b", n_ctx, "--chunks",
+                                             sub_n, "-t", threads, "-fa", fa], console,
+                                            logs / f"llama-perplexity-q4-pass-{i}.log"))["tok_s"])
+        for v, path in (("gguf-f16", f16), ("gguf-q4_k_m", q4)):
+            speed_h[v].append(_cell(v, variants[v], {"tag": f"speed-{i}", "speed": True, "speed_protocol": "llama-bench",
+                                                     "speed_repeats": 3, "score": False}, prepared, cfg, work,
+                                    console)["speed"])
+            bench_t[v].append(parse_llama_bench(_run(
+                [bench_exe, "-m", path, "-p", cfg.eval.prefill_tokens, "-n", cfg.eval.decode_tokens, "-t", threads,
+                 "-r", 3, "-fa", fa, "-o", "json"], console, logs / f"llama-bench-{v}-{i}.log")))
     # llama-perplexity as a user runs it (flash attention auto = on for CPU): informational, not a goal
     t_default = parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, *common[:-2]], console,
                                       logs / "llama-perplexity-q4-fa-auto.log"))
@@ -168,10 +190,6 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
     t_kld = parse_kld(_run([perplexity_exe, "-m", q4, "--kl-divergence-base", base_file, "--kl-divergence", *common],
                            console, logs / "llama-perplexity-kld.log"))
     base_file.unlink(missing_ok=True)  # full-vocabulary logits: gigabytes
-    t_bench = {}
-    for v, path in (("gguf-f16", f16), ("gguf-q4_k_m", q4)):
-        t_bench[v] = parse_llama_bench(_run([bench_exe, "-m", path, "-p", cfg.eval.prefill_tokens, "-n", cfg.eval.decode_tokens,
-                                             "-t", threads, "-r", 5, "-fa", fa, "-o", "json"], console, logs / f"llama-bench-{v}.log"))
 
     # 3. memory bandwidth and the decode roofline
     bw = measure_bandwidth(threads)
@@ -186,8 +204,10 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
         "perplexity": {
             "variant": "gguf-q4_k_m", "harness_ppl": h_ppl_value, "llama_perplexity_ppl": t_ppl["ppl"],
             "ppl_diff_pct": 100.0 * (h_ppl_value / t_ppl["ppl"] - 1.0),
-            "harness_tok_s": h_ppl["eval_tok_s"], "llama_perplexity_tok_s": t_ppl["tok_s"],
-            "speed_ratio": h_ppl["eval_tok_s"] / t_ppl["tok_s"],
+            "harness_tok_s": median(pass_h), "llama_perplexity_tok_s": median(pass_t),
+            "speed_ratio": median(pass_h) / median(pass_t), "speed_chunks": sub_n,
+            "harness_tok_s_rounds": pass_h, "llama_perplexity_tok_s_rounds": pass_t,
+            "full_pass_harness_tok_s": h_ppl["eval_tok_s"], "full_pass_llama_perplexity_tok_s": t_ppl["tok_s"],
             "f16_llama_perplexity_ppl": t_base["ppl"], "f16_harness_ppl": float(np.exp(np.mean(h_ref["window_nll"]))),
             "flash_attn": fa, "llama_perplexity_default_fa_ppl": t_default["ppl"],
             "llama_perplexity_default_fa_tok_s": t_default["tok_s"],
@@ -203,11 +223,14 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
         "roofline": {"bandwidth": bw, "cells": {}},
     }
     for v in ("gguf-f16", "gguf-q4_k_m"):
-        hb, tb = speed[v], t_bench[v]
-        report["prefill"][v] = {"harness_tok_s": hb["prefill_tok_s"], "llama_bench_tok_s": tb["pp"]["tok_s"],
-                                "ratio": hb["prefill_tok_s"] / tb["pp"]["tok_s"], "test": f"pp{tb['pp']['n']}"}
-        report["decode"][v] = {"harness_tok_s": hb["decode_tok_s"], "llama_bench_tok_s": tb["tg"]["tok_s"],
-                               "ratio": hb["decode_tok_s"] / tb["tg"]["tok_s"], "test": f"tg{tb['tg']['n']}"}
+        for what, h_key, t_key in (("prefill", "prefill_tok_s", "pp"), ("decode", "decode_tok_s", "tg")):
+            h_rounds = [s[h_key] for s in speed_h[v]]
+            t_rounds = [b[t_key]["tok_s"] for b in bench_t[v]]
+            report[what][v] = {"harness_tok_s": median(h_rounds), "llama_bench_tok_s": median(t_rounds),
+                               "ratio": median(h_rounds) / median(t_rounds), "test": f"{t_key}{bench_t[v][0][t_key]['n']}",
+                               "harness_rounds": h_rounds, "llama_bench_rounds": t_rounds}
+        hb = {"decode_tok_s": report["decode"][v]["harness_tok_s"]}
+        tb = {"tg": {"tok_s": report["decode"][v]["llama_bench_tok_s"]}}
         size = variants[v].manifest.size_bytes
         ceiling = bw["bytes_s"] / size
         report["roofline"]["cells"][v] = {
@@ -216,7 +239,7 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
             "llama_bench_decode_pct": 100.0 * tb["tg"]["tok_s"] / ceiling,
         }
     report["goals"] = GOALS
-    report["settings"] = {"n_ctx": n_ctx, "chunks": n_chunks, "threads": threads, "text": str(text),
+    report["settings"] = {"n_ctx": n_ctx, "chunks": n_chunks, "threads": threads, "text": str(text), "speed_rounds": rounds,
                           "model": source.name, "tools": str(tools), "wall_s": round(time.time() - t_start, 1)}
     from harness import environment
 
@@ -231,8 +254,8 @@ def run_bench(cfg: RunConfig, tools: Path, console) -> int:
     lines = [
         f"perplexity (q4_k_m): harness {p['harness_ppl']:.4f} vs llama-perplexity {p['llama_perplexity_ppl']:.4f} "
         f"-> {p['ppl_diff_pct']:+.3f}% (goal ±{GOALS['perplexity_ppl_diff_pct']}%); speed {p['harness_tok_s']:.1f} vs "
-        f"{p['llama_perplexity_tok_s']:.1f} tok/s -> ratio {p['speed_ratio']:.3f} (goal >= {GOALS['perplexity_speed_ratio']}); "
-        f"both with flash attention {fa}",
+        f"{p['llama_perplexity_tok_s']:.1f} tok/s -> ratio {p['speed_ratio']:.3f} (goal >= {GOALS['perplexity_speed_ratio']}; "
+        f"medians of {rounds} alternating passes over {sub_n} chunks); both with flash attention {fa}",
         f"perplexity (q4_k_m), llama-perplexity at its default (-fa auto): {p['llama_perplexity_default_fa_ppl']:.4f}, "
         f"{p['llama_perplexity_default_fa_tok_s']:.1f} tok/s; harness differs by {p['default_fa_ppl_diff_pct']:+.3f}% (information)",
         f"kld (q4_k_m vs f16): harness {k['harness_kld_mean']:.6f} vs llama-perplexity {k['llama_perplexity_kld_mean']:.6f} "

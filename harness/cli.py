@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prefill-tokens", type=int, default=512, help="llama-bench -p")
     b.add_argument("--decode-tokens", type=int, default=128, help="llama-bench -n")
     b.add_argument("--eval-text", type=Path, default=None)
+    b.add_argument("--rounds", type=int, default=3, help="alternating harness/tool speed rounds (medians compared)")
     b.add_argument("--llama-flash-attn", choices=("off", "on"), default=EvalSettings.llama_flash_attn,
                    help="flash attention for the harness and (-fa) for llama.cpp's tools alike")
     return p
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             from harness.bench import run_bench
             from harness.console import Console
 
-            return run_bench(bench_config(args), args.tools, Console())
+            return run_bench(bench_config(args), args.tools, Console(), rounds=args.rounds)
     except UserError as e:
         print(f"quantcompare: error: {e}", file=sys.stderr)
         return e.exit_code

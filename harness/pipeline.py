@@ -64,7 +64,9 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
                 tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir", "flash_attn") if k in spec})
                 tspec.update({"kind": "tasks", "task_requests": str(task_req.path), "task_requests_sha256": task_req.sha256})
                 jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
-    jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE))
+    # the fp16 reference first; dequantized references (only read by the kernel checks) last
+    jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,
+                             j.spec.get("role") == "dequantized-reference"))
     return jobs
 
 
