@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .git/info && (grep -q '^/.device/' .git/info/exclude || echo '/.device/' >> .git/info/exclude)
-grep -q '^/.cuda-build/' .git/info/exclude || echo '/.cuda-build/' >> .git/info/exclude
 rm -rf .device && mkdir -p .device/whl-awq .device/whl-main .device/site .device/tokenizer .device/llama.cpp/ggml/src
 PLAT=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)

@@ -1,21 +1,32 @@
 #!/bin/bash
 # Runs ON the offline GPU host, from the repository root, with the payload made by
-# prepare_payload.sh carried in .device/. Starts the whole job in the background (its own
-# session, so it outlives the calling command) and returns; progress goes to runs/device.log.
-#   stage 1, in parallel: llama.cpp (the source llama-cpp-python 0.3.36 vendors) built with CUDA
-#            as shared libraries; the synthetic Qwen3-4B-shape source, gguf-f16 and awq-int4
-#            (AutoAWQ on the GPU) built by `quantcompare compare --build-only`
-#   stage 2: the full comparison on the GPU, llama.cpp through the CUDA build
+# prepare_payload.sh carried in .device/ (device tool: carry [".device"]).
+#
+#   run_on_device.sh start        start the whole job in its own session (it outlives the call)
+#   run_on_device.sh poll [secs]  wait up to secs (default 540) for the job, copy what exists to $OUT
+#
+# The job: (1, in parallel) llama.cpp — the source llama-cpp-python 0.3.36 vendors — built with CUDA
+# as shared libraries, while `quantcompare compare --build-only` makes the synthetic Qwen3-4B-shape
+# source, gguf-f16 and awq-int4 (AutoAWQ on the GPU); (2) the whole comparison on the GPU, llama.cpp
+# through that build. Everything it writes is under runs/ (git-ignored: the device tool's sync of the
+# working tree deletes untracked paths that are not ignored, a build folder included).
+#
+# Lessons of the first attempt (2026-11-26): the machine goes back 30 s after a call ends, so a poll
+# must follow at once, every call must copy what exists to $OUT, and a call that finds no job (a
+# fresh machine) must stop at once instead of waiting.
 set -u
 ROOT=$PWD
 RUN=runs/h100-qwen3-4b-shape
-mkdir -p runs
 LOG=$ROOT/runs/device.log
 
 setup() {
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/whl-main/*.whl
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/awqsite .device/whl-awq/*.whl
   cp -r .device/site/llama_cpp .device/site/llama_cpp_python-*.dist-info /tmp/site/
+  # transformers reads a GGUF only when the package `gguf` has metadata: the vendored gguf-py is it
+  mkdir -p /tmp/site/gguf-0.19.0.dist-info
+  printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > /tmp/site/gguf-0.19.0.dist-info/METADATA
+  touch /tmp/site/gguf-0.19.0.dist-info/RECORD
   # AutoAWQ imports `datasets` at module level only to load calibration sets by name; ours is a list of ids
   mkdir -p /tmp/awqsite/datasets
   printf 'def load_dataset(*a, **k):\n    raise RuntimeError("datasets is not installed on this offline host")\n' \
@@ -28,14 +39,14 @@ setup() {
 }
 
 build_llama_cuda() {
-  cmake -S .device/llama.cpp -B .cuda-build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON \
+  cmake -S .device/llama.cpp -B runs/cuda-build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON \
     -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA_FA=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF > runs/cuda-cmake.log 2>&1 &&
-  cmake --build .cuda-build -j "$(nproc)" --target llama > runs/cuda-build.log 2>&1
+  cmake --build runs/cuda-build -j "$(nproc)" --target llama > runs/cuda-build.log 2>&1
 }
 
-main() {
+job() {
   set -x
   date
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -46,10 +57,9 @@ main() {
   COMMON=(--synthetic-weights qwen3-4b --tokenizer .device/tokenizer --device cuda --out "$RUN" --windows 1)
   build_llama_cuda & BUILD=$!
   python3 -m harness.cli compare "${COMMON[@]}" --variants fp16,gguf-f16,awq-int4 --build-only
-  wait $BUILD || { echo "CUDA build failed"; tail -30 runs/cuda-build.log; exit 1; }
+  wait $BUILD || { echo "CUDA build failed"; tail -30 runs/cuda-build.log; echo "EXIT 9"; exit 1; }
   date
-  LIBDIR=$(dirname "$(find .cuda-build -name 'libllama.so' | head -1)")
-  ls -la "$LIBDIR"/*.so*
+  LIBDIR=$(dirname "$(find runs/cuda-build -name 'libllama.so' | head -1)")
   export LLAMA_CPP_LIB_PATH=$ROOT/$LIBDIR
   python3 -m harness.cli compare "${COMMON[@]}" --runtimes transformers,llama.cpp,autoawq \
     --kernel-check-tokens 256 --decode-batches 1,8 --speed-repeats 3 \
@@ -58,5 +68,26 @@ main() {
   date
 }
 
-setsid nohup bash -c "$(declare -f setup build_llama_cuda main); ROOT=$ROOT RUN=$RUN main" > "$LOG" 2>&1 < /dev/null &
-echo "started; log: $LOG"
+collect() {
+  [ -n "${OUT:-}" ] || return 0
+  for f in "$RUN/results.json" "$RUN/results.csv" "$RUN/report.html" "$LOG"; do
+    [ -f "$f" ] && cp "$f" "$OUT/"
+  done
+  (cd "$RUN" 2>/dev/null && tar czf "$OUT/cells-logs.tgz" cells/*.log cells/*.spec.json artifacts/*/manifest.json 2>/dev/null)
+}
+
+case "${1:-start}" in
+  start)
+    mkdir -p runs
+    setsid nohup bash -c "$(declare -f setup build_llama_cuda job); ROOT=$ROOT RUN=$RUN job" > "$LOG" 2>&1 < /dev/null &
+    echo "started; log: $LOG"
+    ;;
+  poll)
+    [ -f "$LOG" ] || { echo "no job on this machine (a fresh one?): start again"; exit 3; }
+    limit=${2:-540}
+    for _ in $(seq 1 $((limit / 10))); do grep -q '^EXIT ' "$LOG" && break; sleep 10; done
+    collect
+    tail -40 "$LOG" | cut -c1-400
+    grep -q '^EXIT ' "$LOG" && echo "JOB DONE" || echo "JOB RUNNING"
+    ;;
+esac

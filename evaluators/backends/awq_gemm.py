@@ -15,9 +15,9 @@ AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """[rows, cols/8] int32 -> [rows, cols] int32 values in 0..15, AWQ column order undone."""
     rows, packed_cols = packed.shape
-    shifts = torch.arange(0, 32, 4, dtype=torch.int32)
+    shifts = torch.arange(0, 32, 4, dtype=torch.int32, device=packed.device)
     nibbles = torch.bitwise_and(torch.bitwise_right_shift(packed[:, :, None], shifts[None, None, :]), 0xF)
-    out = torch.empty(rows, packed_cols, 8, dtype=torch.int32)
+    out = torch.empty(rows, packed_cols, 8, dtype=torch.int32, device=packed.device)
     out[:, :, list(AWQ_ORDER)] = nibbles  # nibble i holds column ORDER[i] of the block
     return out.reshape(rows, packed_cols * 8)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from evaluators.backends.torch_common import TorchDecodeMixin
 
 
-def _load_awq_dequantized(path: Path, torch, dtype):
+def _load_awq_dequantized(path: Path, torch, dtype, device: str = "cpu"):
     """Build the model from its config and fill every AWQ linear with its exactly dequantized weight."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -23,10 +23,11 @@ def _load_awq_dequantized(path: Path, torch, dtype):
         raise ValueError(f"only 4-bit AWQ GEMM checkpoints are supported, got {qcfg}")
     group = int(qcfg.get("group_size", qcfg.get("q_group_size")))
     config = AutoConfig.for_model(**cfg_dict)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    with torch.device(device):  # built (and randomly initialized, then overwritten) where it will run
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     state: dict = {}
     for f in sorted(path.glob("*.safetensors")):
-        state.update(load_file(f))
+        state.update(load_file(f, device=device))  # dequantized on the same device
     dense = {}
     for name, t in state.items():
         if name.endswith(".qweight"):
@@ -64,7 +65,7 @@ class TransformersRuntime(TorchDecodeMixin):
         if self.device != "cpu" and not torch.cuda.is_available():
             raise RuntimeError(f"device {self.device} asked for, but torch sees no GPU")
         if fmt == "hf-awq-gemm":
-            model = _load_awq_dequantized(artifact, torch, self.dtype)
+            model = _load_awq_dequantized(artifact, torch, self.dtype, self.device)
             self.notes.append("AWQ weights dequantized exactly: a quality reference, not an INT4 speed figure")
         elif fmt == "gguf":
             from transformers import AutoConfig
