@@ -69,7 +69,8 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             nll = -sparse.target_logp
         window_nll.append(float(nll.mean()))
         if write_ref:
-            top = TopK.from_rows(rows, int(spec["kld_top_k"]))
+            k_ref = int(spec["kld_top_k"])
+            top = TopK.whole(rows) if k_ref <= 0 else TopK.from_rows(rows, k_ref)
             arrays = {"logp": top.logp} if top.ids is None else {"ids": top.ids, "logp": top.logp}
             np.savez(ref_dir / f"w{w:05d}.npz", **arrays)
         elif ref_dir is not None:

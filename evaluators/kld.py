@@ -83,23 +83,20 @@ class TopK:
 
     @classmethod
     def from_logprobs(cls, logp: np.ndarray, k: int) -> "TopK":
-        k = min(k, logp.shape[-1])
-        part = np.argpartition(-logp, k - 1, axis=-1)[:, :k]
-        vals = np.take_along_axis(logp, part, axis=-1)
-        order = np.argsort(-vals, axis=-1, kind="stable")
-        return cls(np.take_along_axis(part, order, axis=-1).astype(np.int32),
-                   np.take_along_axis(vals, order, axis=-1).astype(np.float32))
+        return cls.from_rows(as_rows(logp), k)
+
+    @classmethod
+    def whole(cls, rows: RowLogprobs) -> "TopK":
+        """The whole distribution (ids None): KLD against it is exact."""
+        return cls(None, (rows.logits - rows.lse[:, None]).astype(np.float32))
 
     @classmethod
     def from_rows(cls, rows: RowLogprobs, k: int) -> "TopK":
-        """Top-k straight from the logits (same order as the log-probs), normalized afterwards;
-        k <= 0 or k >= vocabulary keeps the whole distribution."""
-        if k <= 0 or k >= rows.vocab:
-            return cls(None, (rows.logits - rows.lse[:, None]).astype(np.float32))
+        """Top-k straight from the logits (same order as the log-probs), normalized afterwards."""
+        k = min(k, rows.vocab)
         if k == 1:
             ids = rows.argmax()[:, None]
         else:
-            k = min(k, rows.vocab)
             part = np.argpartition(-rows.logits, k - 1, axis=-1)[:, :k]
             vals = np.take_along_axis(rows.logits, part, axis=-1)
             ids = np.take_along_axis(part, np.argsort(-vals, axis=-1, kind="stable"), axis=-1)

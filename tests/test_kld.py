@@ -105,7 +105,7 @@ def test_whole_vocabulary_reference_is_exact():
 
     rng = np.random.default_rng(11)
     p, q = (rng.normal(size=(30, 400)) * 3).astype(np.float32), (rng.normal(size=(30, 400)) * 3).astype(np.float32)
-    full = TopK.from_rows(RowLogprobs.from_logits(p), 0)
+    full = TopK.whole(RowLogprobs.from_logits(p))
     assert full.ids is None and full.logp.shape == (30, 400)
     assert np.allclose(kld_topk(full, RowLogprobs.from_logits(q)), _direct_kld(p, q), rtol=1e-4, atol=1e-6)
     assert (top1_agree(full, log_softmax(q)) == (p.argmax(-1) == q.argmax(-1))).all()

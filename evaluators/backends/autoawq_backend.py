@@ -48,11 +48,3 @@ class AutoAwqRuntime(TorchDecodeMixin):
 
     def compute_dtype(self) -> str:
         return f"int4 weights (AWQ GEMM, {self.kernel}), float16 activations"
-
-    def weight_bytes(self) -> int | None:
-        seen, total = set(), 0
-        for t in list(self.model.parameters()) + list(self.model.buffers()):
-            if t.device.type != "cpu" and t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
-                total += t.numel() * t.element_size()
-        return total

@@ -33,14 +33,14 @@ class LlamaCppRuntime(Runtime):
                 raise RuntimeError("this llama.cpp build cannot offload to a GPU (build it with -DGGML_CUDA=ON "
                                    "and point LLAMA_CPP_LIB_PATH at it)")
             self.notes.append("every layer offloaded to the GPU (n_gpu_layers = all)")
-        self._scorer = self._open(n_ctx, logits_all=False)
+        self._scorer = self._open(n_ctx)
 
-    def _open(self, n_ctx: int, logits_all: bool):
+    def _open(self, n_ctx: int):
         from llama_cpp import Llama
 
         return Llama(
             model_path=self.path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=self.threads,
-            n_threads_batch=self.threads, logits_all=logits_all, flash_attn=self.flash_attn, verbose=False, seed=0,
+            n_threads_batch=self.threads, logits_all=False, flash_attn=self.flash_attn, verbose=False, seed=0,
             n_gpu_layers=-1 if self.device != "cpu" else 0,
         )
 
@@ -90,7 +90,7 @@ class LlamaCppRuntime(Runtime):
 
     def _model(self):
         if self._scorer is None:
-            self._scorer = self._open(self.n_ctx, logits_all=False)
+            self._scorer = self._open(self.n_ctx)
         return self._scorer._model
 
     def generate_batch(self, prompts: list[list[int]], n_new: int) -> Generation:

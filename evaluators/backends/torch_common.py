@@ -23,8 +23,16 @@ class TorchDecodeMixin(Runtime):
             return out.logits[0].float().cpu().numpy()
 
     def generate(self, prompt: list[int], n_new: int) -> Generation:
-        g = self.generate_batch([prompt], n_new)
-        return Generation(g.tokens, g.prefill_s, g.decode_s, g.n_decode)
+        return self.generate_batch([prompt], n_new)
+
+    def weight_bytes(self) -> int | None:
+        """Bytes of parameters and buffers (AWQ's packed weights are buffers), tied tensors counted once."""
+        seen, total = set(), 0
+        for t in list(self.model.parameters()) + list(self.model.buffers()):
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+        return total
 
     def generate_batch(self, prompts: list[list[int]], n_new: int) -> Generation:
         """Greedy decoding of equal-length prompts together; tokens of the first sequence returned,

@@ -80,14 +80,6 @@ class TransformersRuntime(TorchDecodeMixin):
                 self.notes.append("compressed-tensors checkpoint run through transformers: a quality reference, not a speed figure")
         self.model = model.to(self.device).eval()
 
-    def weight_bytes(self) -> int | None:
-        seen, total = set(), 0
-        for p in self.model.parameters():  # tied weights counted once
-            if p.data_ptr() not in seen:
-                seen.add(p.data_ptr())
-                total += p.numel() * p.element_size()
-        return total
-
     def versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("torch", "transformers")}
 
