@@ -15,7 +15,27 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+
+def _load_llama_cpp_before_numpy(argv: list[str]) -> None:
+    """A llama.cpp cell loads libllama before numpy. Seen on the H100 host (numpy 2.5.2's wheel, whose
+    bundled libgfortran/libquadmath load first, and llama.cpp built there with CUDA): loading a model
+    crashed with SIGSEGV in the tokenizer's setup when numpy had been imported first, and ran when
+    llama_cpp had."""
+    try:
+        runtime = json.loads(Path(argv[1]).read_text()).get("runtime")
+    except (IndexError, OSError, ValueError):
+        return
+    if runtime == "llama.cpp":
+        try:
+            import llama_cpp  # noqa: F401
+        except Exception:  # reported where the runtime loads, as a failed cell
+            pass
+
+
+if __name__ == "__main__":
+    _load_llama_cpp_before_numpy(sys.argv)
+
+import numpy as np  # noqa: E402
 
 from evaluators.backends import make_runtime
 from evaluators.backends.base import Unsupported

@@ -13,10 +13,17 @@ from harness.checks import Flag
 
 QUANTIZED_FORMATS = ("hf-awq-gemm", "hf-compressed-tensors", "gguf")
 REFERENCE_RUNTIME = "transformers"
-# Limits for "the kernel computes the same function": logits' mean abs error relative to the
-# reference's mean |logit| (a correct Q4_K kernel: ~1.5% on a tiny random model; the same file's
-# weights against fp16's: ~14%), and top-1 agreement where the reference has a clear leader.
+# "The kernel computes the function of its own weights": logits' mean abs error relative to the
+# reference's mean |logit| is either small outright (MAX_REL_MEAN_ERR) or small against what the
+# quantization itself did to the same logits (the dequantized reference against fp16's), since a kernel
+# that reads its weights wrong (layout, scales, zero-points) lands about as far from them as other
+# weights do (ratio ~1 or more), while correct lower-precision arithmetic, such as llama.cpp's 8-bit
+# activations in its integer matmuls, adds rounding that grows with depth. Measured: a correct Q4_K kernel
+# is 1.5% off on a 2-layer random model (weights vs fp16's: 14%; ratio 0.11) and 9.5% off on the
+# 36-layer Qwen3-4B shape (its CPU and CUDA builds alike; weights vs fp16's: 54%; ratio 0.18).
+# Plus top-1 agreement where the reference has a clear leader.
 MAX_REL_MEAN_ERR = 0.05
+MAX_ERR_RATIO = 1 / 3
 MIN_TOP1 = 0.90
 MIN_CLEAR_POSITIONS = 20
 
@@ -69,16 +76,34 @@ def compare_logits(test: np.ndarray, ref: np.ndarray) -> dict:
             "top1_agreement": top1, "top1_agreement_clear": top1_clear, "clear_positions": int(clear.sum())}
 
 
+def verdict(c: dict, quant_effect: float | None) -> tuple[bool, str]:
+    """Whether a kernel check passes, and by which rule (see the limits above)."""
+    rel = c["rel_mean_err"]
+    top_ok = c["clear_positions"] < MIN_CLEAR_POSITIONS or c["top1_agreement_clear"] >= MIN_TOP1
+    if rel is None or not top_ok:
+        return False, "top-1 disagrees where the reference has a clear leader"
+    if rel <= MAX_REL_MEAN_ERR:
+        return True, f"within {100 * MAX_REL_MEAN_ERR:.0f}% of the mean |logit|"
+    if quant_effect and rel / quant_effect <= MAX_ERR_RATIO:
+        return True, (f"{rel / quant_effect:.2f} of the quantization's own effect ({100 * quant_effect:.1f}%): "
+                      "rounding of the kernel's arithmetic, not other weights")
+    return False, "as far from its weights' reference as other weights would be"
+
+
 def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> tuple[list[dict], list[Flag]]:
     """Compare every measured quantized cell with its variant's dequantized reference cell."""
     folder = work / "kernel-check"
     checks, flags = [], []
     ok_cells = {(d["variant"], d["runtime"]) for d in cell_docs if d["status"] == "ok"}
+    fp16_file = folder / f"{UNQUANTIZED_VARIANTS[0]}__{REFERENCE_RUNTIME}.npy"
     for v, m in manifests.items():
         fmt = m["format"] if isinstance(m, dict) else m.format
         if fmt not in QUANTIZED_FORMATS:
             continue
         ref_file = folder / f"{v}__{REFERENCE_RUNTIME}.npy"
+        quant_effect = None
+        if ref_file.is_file() and fp16_file.is_file():
+            quant_effect = compare_logits(np.load(ref_file), np.load(fp16_file))["rel_mean_err"]
         for (cv, rt) in sorted(ok_cells):
             if cv != v or rt == REFERENCE_RUNTIME:
                 continue
@@ -86,13 +111,15 @@ def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> tuple[l
             if not ref_file.is_file() or not test_file.is_file():
                 continue
             c = compare_logits(np.load(test_file), np.load(ref_file))
-            top_ok = c["clear_positions"] < MIN_CLEAR_POSITIONS or c["top1_agreement_clear"] >= MIN_TOP1
+            ok, rule = verdict(c, quant_effect)
             top = c["top1_agreement_clear"] if c["clear_positions"] >= MIN_CLEAR_POSITIONS else c["top1_agreement"]
             c.update({"variant": v, "runtime": rt, "reference": f"{v} × {REFERENCE_RUNTIME} (dequantized weights)",
-                      "ok": bool(c["rel_mean_err"] is not None and c["rel_mean_err"] <= MAX_REL_MEAN_ERR and top_ok)})
+                      "quantization_rel_err": quant_effect,
+                      "err_ratio": (c["rel_mean_err"] / quant_effect) if quant_effect and c["rel_mean_err"] is not None else None,
+                      "ok": ok, "rule": rule})
             checks.append(c)
-            if not c["ok"]:
+            if not ok:
                 flags.append(Flag("broken", v, rt, f"BROKEN KERNEL: logits differ from the dequantized reference "
                                                    f"(mean abs err {c['mean_abs_err']:.3g}, {100 * (c['rel_mean_err'] or 0):.1f}% "
-                                                   f"of the mean |logit|; top-1 {100 * top:.1f}%); its speed is not a result"))
+                                                   f"of the mean |logit|; top-1 {100 * top:.1f}%: {rule}); its speed is not a result"))
     return checks, flags

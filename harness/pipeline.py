@@ -261,7 +261,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     for o in variant_outcomes.values():
         if o.manifest:
             notes += [f"{o.variant}: {n}" for n in o.manifest.notes]
-    if ref and ref.result.get("kld") is None and cfg.eval.kld_top_k > 0:
+    if ref and ref.result.get("kld") is None and cfg.eval.kld_top_k > 0 and not cfg.synthetic:
         k = cfg.eval.kld_top_k
         notes.append(f"KL divergence is taken over fp16's top-{k} tokens plus one bucket for all others: "
                      f"exact when k is the vocabulary size, otherwise a lower bound.")

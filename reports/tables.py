@@ -89,7 +89,9 @@ def kernel_check_frame(results: dict) -> pd.DataFrame | None:
         "top-1 agree": f"{100 * c['top1_agreement']:.1f}%",
         "top-1 agree (clear leader)": "—" if c["top1_agreement_clear"] is None else
         f"{100 * c['top1_agreement_clear']:.1f}% of {c['clear_positions']}",
-        "verdict": "ok" if c["ok"] else "BROKEN",
+        "quantization's own effect": "—" if c.get("quantization_rel_err") is None else
+        f"{100 * c['quantization_rel_err']:.1f}% (ratio {c['err_ratio']:.2f})",
+        "verdict": ("ok" if c["ok"] else "BROKEN") + (f": {c['rule']}" if c.get("rule") else ""),
     } for c in checks])
 
 

@@ -35,6 +35,28 @@ def test_kernel_check_accepts_rounding_and_rejects_a_wrong_kernel():
     assert wrong["rel_mean_err"] > MAX_REL_MEAN_ERR and wrong["top1_agreement"] < 0.2
 
 
+def test_kernel_checks_weigh_the_error_against_the_quantization_effect(tmp_path):
+    """An error above 5% passes when it is small against what quantizing did (rounding over many layers),
+    and fails when the kernel sits as far from its weights as other quantized weights would."""
+    from harness.kernel_check import kernel_checks
+
+    rng = np.random.default_rng(1)
+    fp16 = rng.normal(size=(128, 500)) * 3
+    ref = fp16 + rng.normal(size=fp16.shape) * 1.5        # the dequantized weights' logits: ~40% away
+    rounding = ref + rng.normal(size=fp16.shape) * 0.3    # ~8% from ref, a fifth of the quantization's effect
+    other = fp16 + rng.normal(size=fp16.shape) * 1.5      # another quantization of the same model
+    (tmp_path / "kernel-check").mkdir()
+    for name, a in [("fp16__transformers", fp16), ("q__transformers", ref), ("q__llama.cpp", rounding), ("q__vllm", other)]:
+        np.save(tmp_path / "kernel-check" / f"{name}.npy", a.astype(np.float32))
+    docs = [{"variant": "q", "runtime": r, "status": "ok"} for r in ("transformers", "llama.cpp", "vllm")]
+    checks, flags = kernel_checks(docs, {"q": {"format": "gguf"}}, tmp_path)
+    by = {c["runtime"]: c for c in checks}
+    assert set(by) == {"llama.cpp", "vllm"}
+    assert by["llama.cpp"]["rel_mean_err"] > 0.05 and by["llama.cpp"]["err_ratio"] < 1 / 3 and by["llama.cpp"]["ok"]
+    assert by["vllm"]["err_ratio"] > 1 and not by["vllm"]["ok"]
+    assert [(f.runtime, f.level) for f in flags] == [("vllm", "broken")]
+
+
 def test_synthetic_shape_matches_qwen3_4b():
     from harness.synthetic import SHAPES
 

@@ -18,11 +18,14 @@ set -u
 ROOT=$PWD
 RUN=runs/h100-qwen3-4b-shape
 LOG=$ROOT/runs/device.log
+DEV=/tmp/qc-device
 
 setup() {
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/whl-main/*.whl
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/awqsite .device/whl-awq/*.whl
-  cp -r .device/site/llama_cpp .device/site/llama_cpp_python-*.dist-info /tmp/site/
+  # the payload is copied off the working tree: a later call's sync removes .device unless it carries it
+  rm -rf "$DEV" && cp -r .device "$DEV"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $DEV/whl-main/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/awqsite $DEV/whl-awq/*.whl
+  cp -r "$DEV"/site/llama_cpp "$DEV"/site/llama_cpp_python-*.dist-info /tmp/site/
   # transformers reads a GGUF only when the package `gguf` has metadata: the vendored gguf-py is it
   mkdir -p /tmp/site/gguf-0.19.0.dist-info
   printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > /tmp/site/gguf-0.19.0.dist-info/METADATA
@@ -33,13 +36,14 @@ setup() {
     > /tmp/awqsite/datasets/__init__.py
   # the AutoAWQ "environment": the host's torch + AutoAWQ 0.2.9 with transformers 4.51.3 in front
   mkdir -p /tmp/venvs/autoawq/bin
-  printf '#!/bin/sh\nPYTHONPATH=/tmp/awqsite:%s:%s/.device/llama.cpp/gguf-py exec python3 "$@"\n' "$ROOT" "$ROOT" \
+  printf '#!/bin/sh\nPYTHONPATH=/tmp/awqsite:%s:%s/llama.cpp/gguf-py exec python3 "$@"\n' "$ROOT" "$DEV" \
     > /tmp/venvs/autoawq/bin/python
   chmod +x /tmp/venvs/autoawq/bin/python
 }
 
 build_llama_cuda() {
-  cmake -S .device/llama.cpp -B runs/cuda-build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON \
+  [ -f runs/cuda-build/bin/libllama.so ] && return 0  # built by an earlier job on this machine
+  cmake -S "$DEV"/llama.cpp -B runs/cuda-build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON \
     -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA_FA=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF > runs/cuda-cmake.log 2>&1 &&
@@ -51,10 +55,10 @@ job() {
   date
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   setup
-  export PYTHONPATH=/tmp/site:$ROOT/.device/llama.cpp/gguf-py:$ROOT
-  export QC_VENVS_DIR=/tmp/venvs QC_LLAMA_CPP_SRC=$ROOT/.device/llama.cpp QC_CACHE_DIR=$ROOT/runs/.qc-cache
+  export PYTHONPATH=/tmp/site:$DEV/llama.cpp/gguf-py:$ROOT
+  export QC_VENVS_DIR=/tmp/venvs QC_LLAMA_CPP_SRC=$DEV/llama.cpp QC_CACHE_DIR=$ROOT/runs/.qc-cache
   export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-  COMMON=(--synthetic-weights qwen3-4b --tokenizer .device/tokenizer --device cuda --out "$RUN" --windows 1)
+  COMMON=(--synthetic-weights qwen3-4b --tokenizer "$DEV"/tokenizer --device cuda --out "$RUN" --windows 1)
   build_llama_cuda & BUILD=$!
   python3 -m harness.cli compare "${COMMON[@]}" --variants fp16,gguf-f16,awq-int4 --build-only
   wait $BUILD || { echo "CUDA build failed"; tail -30 runs/cuda-build.log; echo "EXIT 9"; exit 1; }
@@ -62,7 +66,7 @@ job() {
   LIBDIR=$(dirname "$(find runs/cuda-build -name 'libllama.so' | head -1)")
   export LLAMA_CPP_LIB_PATH=$ROOT/$LIBDIR
   python3 -m harness.cli compare "${COMMON[@]}" --runtimes transformers,llama.cpp,autoawq \
-    --kernel-check-tokens 256 --decode-batches 1,8 --speed-repeats 3 \
+    --kernel-check-tokens 256 --decode-batches 1,8 --speed-repeats 5 \
     --note "vLLM was not run on this host: its wheel (over 300 MB) and its own torch pin cannot be carried to the offline GPU machine, so the AWQ checkpoint runs through AutoAWQ's kernels instead."
   echo "EXIT $?"
   date
@@ -79,7 +83,7 @@ collect() {
 case "${1:-start}" in
   start)
     mkdir -p runs
-    setsid nohup bash -c "$(declare -f setup build_llama_cuda job); ROOT=$ROOT RUN=$RUN job" > "$LOG" 2>&1 < /dev/null &
+    setsid nohup bash -c "$(declare -f setup build_llama_cuda job); ROOT=$ROOT RUN=$RUN DEV=$DEV job" > "$LOG" 2>&1 < /dev/null &
     echo "started; log: $LOG"
     ;;
   poll)
