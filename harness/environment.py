@@ -23,6 +23,10 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
+    """HEAD (with -dirty for uncommitted changes), or QC_GIT_COMMIT where the sender of a copy names it:
+    a copy's .git can be stale (the GPU host's copy said 1a101ea-dirty for a run of fba5d32)."""
+    if os.environ.get("QC_GIT_COMMIT"):
+        return os.environ["QC_GIT_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
