@@ -17,6 +17,16 @@ def _ci(v, lo, hi, fmt: str) -> str:
     return s
 
 
+def _spread(v, lo, hi, fmt: str, scale: float = 1.0) -> str:
+    """A speed figure with the range of its runs: "27.5 (25.0–32.5)"."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    s = format(v * scale, fmt)
+    if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
+        s += f" ({format(lo * scale, fmt)}–{format(hi * scale, fmt)})"
+    return s
+
+
 def summary_frame(results: dict) -> pd.DataFrame:
     """One row per variant × runtime, with the figures a reader compares."""
     rows = pd.DataFrame(results["rows"])
@@ -55,17 +65,16 @@ def summary_frame(results: dict) -> pd.DataFrame:
         rss = get("peak_rss_bytes")[0]
         rec["peak RSS MB"] = "—" if rss is None else f"{rss / 1e6:.0f}"
         pre, dec = get("prefill_tok_s"), get("decode_tok_s")
-        rec["prefill tok/s"] = "—" if pre[0] is None else f"{pre[0]:.1f}"
-        rec["decode tok/s"] = "—" if dec[0] is None else f"{dec[0]:.1f}"
+        rec["prefill tok/s"] = _spread(*pre, ".1f" if pre[0] is None or pre[0] < 1000 else ".0f")
+        rec["decode tok/s"] = _spread(*dec, ".1f")
         roof = get("decode_roofline_pct")[0]
         rec["decode % of roofline"] = "—" if roof is None else f"{roof:.0f}%"
         for metric in sorted({m for m in rows.metric if m.startswith("decode_tok_s_b")} if len(rows) else set(),
                              key=lambda m: int(m.rsplit("b", 1)[1])):
-            val = get(metric)[0]
-            rec[f"decode tok/s batch {metric.rsplit('b', 1)[1]}"] = "—" if val is None else f"{val:.1f}"
-        ttft = get("ttft_s")[0]
-        if ttft is not None:
-            rec["TTFT ms (512)"] = f"{1e3 * ttft:.1f}"
+            rec[f"decode tok/s batch {metric.rsplit('b', 1)[1]}"] = _spread(*get(metric), ".1f")
+        ttft = get("ttft_s")
+        if ttft[0] is not None:
+            rec["TTFT ms (512)"] = _spread(*ttft, ".1f", scale=1e3)
         vram = get("peak_vram_bytes")[0]
         if vram is not None:
             rec["peak VRAM MB"] = f"{vram / 1e6:.0f}"
