@@ -140,7 +140,8 @@ def measure_speed(rt, prompt: list[int], spec: dict, win: Windows) -> dict:
     bench = spec.get("speed_protocol") == "llama-bench"
     # warm-up: on a GPU one whole run (clocks, allocator and kernel caches settle; the first of five
     # runs of the H100 run at 16 warm-up tokens was half as fast as the last), on a CPU a short one
-    rt.generate(prompt, n_new if spec.get("device", "cpu") != "cpu" else min(n_new, 16))
+    on_gpu = spec.get("device", "cpu") != "cpu"
+    rt.generate(prompt, n_new if on_gpu else min(n_new, 16))
     pre, dec = [], []
     for r in range(int(spec["speed_repeats"])):
         if bench:
@@ -169,18 +170,18 @@ def measure_speed(rt, prompt: list[int], spec: dict, win: Windows) -> dict:
     batches = [int(b) for b in spec.get("decode_batches") or [] if int(b) > 1]
     if batches and hasattr(rt, "generate_batch"):
         out["decode_batched"] = measure_batched_decode(rt, win, batches, n_new, int(spec["speed_repeats"]),
-                                                       gpu=spec.get("device", "cpu") != "cpu")
+                                                       warmup_new=n_new if on_gpu else min(n_new, 8))
     return out
 
 
-def measure_batched_decode(rt, win: Windows, batches: list[int], n_new: int, repeats: int, n_in: int = 128,
-                           gpu: bool = False) -> dict:
+def measure_batched_decode(rt, win: Windows, batches: list[int], n_new: int, repeats: int, warmup_new: int,
+                           n_in: int = 128) -> dict:
     """Decode tok/s (all sequences together) with b different 128-token prompts decoded at once."""
     flat = win.ids.reshape(-1)
     out = {}
     for b in batches:
         prompts = [[int(t) for t in flat[(i * n_in) % (len(flat) - n_in):][:n_in]] for i in range(b)]
-        rt.generate_batch(prompts, n_new if gpu else min(n_new, 8))  # warm-up (see measure_speed)
+        rt.generate_batch(prompts, warmup_new)  # warm-up (see measure_speed)
         runs = []
         for _ in range(repeats):
             g = rt.generate_batch(prompts, n_new)

@@ -8,10 +8,13 @@ import subprocess
 import threading
 
 
+def _query(index: int) -> list[str]:
+    return ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", str(index)]
+
+
 def _used_mib(index: int) -> int | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", str(index)],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(_query(index), capture_output=True, text=True, timeout=10)
         return int(out.stdout.strip().splitlines()[0])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
@@ -39,9 +42,8 @@ class GpuMemorySampler:
 
     def start(self) -> "GpuMemorySampler":
         if self.baseline is not None:
-            self._proc = subprocess.Popen(
-                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", str(self.index),
-                 "-lms", str(self.period_ms)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._proc = subprocess.Popen([*_query(self.index), "-lms", str(self.period_ms)],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             self._thread.start()
         return self
 

@@ -229,14 +229,13 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
             report[what][v] = {"harness_tok_s": median(h_rounds), "llama_bench_tok_s": median(t_rounds),
                                "ratio": median(h_rounds) / median(t_rounds), "test": f"{t_key}{bench_t[v][0][t_key]['n']}",
                                "harness_rounds": h_rounds, "llama_bench_rounds": t_rounds}
-        hb = {"decode_tok_s": report["decode"][v]["harness_tok_s"]}
-        tb = {"tg": {"tok_s": report["decode"][v]["llama_bench_tok_s"]}}
+        dec = report["decode"][v]
         size = variants[v].manifest.size_bytes
         ceiling = bw["bytes_s"] / size
         report["roofline"]["cells"][v] = {
             "weight_bytes": size, "ceiling_tok_s": ceiling,
-            "harness_decode_pct": 100.0 * hb["decode_tok_s"] / ceiling,
-            "llama_bench_decode_pct": 100.0 * tb["tg"]["tok_s"] / ceiling,
+            "harness_decode_pct": 100.0 * dec["harness_tok_s"] / ceiling,
+            "llama_bench_decode_pct": 100.0 * dec["llama_bench_tok_s"] / ceiling,
         }
     report["goals"] = GOALS
     report["settings"] = {"n_ctx": n_ctx, "chunks": n_chunks, "threads": threads, "text": str(text), "speed_rounds": rounds,

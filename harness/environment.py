@@ -31,11 +31,11 @@ def git_commit() -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:  # a copy without .git (e.g. sent to a GPU host): the sender names it
-            return os.environ.get("QC_GIT_COMMIT", "unknown")
+        if sha.returncode != 0:  # a copy without .git: its sender names it with QC_GIT_COMMIT
+            return "unknown"
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("QC_GIT_COMMIT", "unknown")
+        return "unknown"
 
 
 def gpus() -> list[dict] | None:

@@ -49,8 +49,7 @@ def build_synthetic_source(shape: str, dest_root: Path, tokenizer_dir: Path | No
     from transformers import AutoConfig, AutoModelForCausalLM
 
     tok_dir = tokenizer_dir or _embedded_tokenizer(dest_root)
-    missing = [n for n in ("tokenizer.json",) if not (tok_dir / n).is_file()]
-    if missing:
+    if not (tok_dir / "tokenizer.json").is_file():
         raise UserError(f"tokenizer folder '{tok_dir}' has no tokenizer.json")
     tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text()) if (tok_dir / "tokenizer_config.json").is_file() else {}
     spec = dict(SHAPES[shape])

@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from harness.kernel_check import MAX_ERR_RATIO, MAX_REL_MEAN_ERR, MIN_TOP1
 from reports import plots
 from reports.tables import accuracy_frame, kernel_check_frame, serving_frame, summary_frame
 
@@ -80,10 +81,11 @@ def render(results: dict) -> str:
                      "qweight/qzeros/scales; GGUF: gguf-py's dequantization) on the same device and dtype. Differences come from "
                      "the kernels' own arithmetic (e.g. llama.cpp quantizes activations to 8 bits for its integer matmuls); "
                      "a wrong kernel shows as an error of the order of the logits themselves. A check passes when the error is "
-                     "under 5% of the mean |logit|, or under a third of the quantization's own effect (the dequantized "
-                     "reference against fp16's logits): rounding grows with depth, reading the wrong weights lands as "
-                     "far as other weights do. Top-1 agreement is also given over positions where the reference's "
-                     "leader is clear by more than one logit, and must be at least 90% there.</p>")
+                     f"under {100 * MAX_REL_MEAN_ERR:.0f}% of the mean |logit|, or under {MAX_ERR_RATIO:.2f} of the "
+                     "quantization's own effect (the dequantized reference against fp16's logits): rounding grows with "
+                     "depth, reading the wrong weights lands as far as other weights do. Top-1 agreement is also given "
+                     "over positions where the reference's leader is clear by more than one logit, and must be at least "
+                     f"{100 * MIN_TOP1:.0f}% there.</p>")
     parts.append(
         f"<p class='note'>Speed prompts are slices of {html.escape(win['text_file'])}; TTFT is the time to the first token "
         "after a 512-token prompt at batch 1; decode at batch b runs b different 128-token prompts together and counts the "

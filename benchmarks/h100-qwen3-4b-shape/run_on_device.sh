@@ -73,11 +73,17 @@ job() {
 }
 
 collect() {
+  # copies for the repository: paths under the working tree are made relative (no host's absolute paths)
   [ -n "${OUT:-}" ] || return 0
+  rel() { sed -e "s#$ROOT/##g" -e "s#$ROOT#.#g" "$1" > "$2"; }
   for f in "$RUN/results.json" "$RUN/results.csv" "$RUN/report.html" "$LOG"; do
-    [ -f "$f" ] && cp "$f" "$OUT/"
+    [ -f "$f" ] && rel "$f" "$OUT/$(basename "$f")"
   done
-  (cd "$RUN" 2>/dev/null && tar czf "$OUT/cells-logs.tgz" cells/*.log cells/*.spec.json artifacts/*/manifest.json 2>/dev/null)
+  rm -rf /tmp/qc-logs && mkdir -p /tmp/qc-logs
+  (cd "$RUN" 2>/dev/null && for f in cells/*.log cells/*.spec.json artifacts/*/manifest.json; do
+     [ -f "$f" ] && mkdir -p "/tmp/qc-logs/$(dirname "$f")" && rel "$f" "/tmp/qc-logs/$f"
+   done)
+  (cd /tmp/qc-logs && tar czf "$OUT/cells-logs.tgz" cells artifacts 2>/dev/null)
 }
 
 case "${1:-start}" in
