@@ -17,11 +17,15 @@ PIP_FLAGS ?= --disable-pip-version-check
 MODEL ?=
 OUT ?=
 VLLM ?=
+GATE ?=
+RESULTS ?= runs/smollm2-135m-instruct/results.json
+POLICY ?=
+BASELINE ?=
 VLLM_RUNTIMES := transformers,llama.cpp,vllm
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-llmcompressor setup-vllm tools bench compare test test-fast clean distclean
+.PHONY: setup setup-llmcompressor setup-vllm tools bench compare gate test test-fast clean distclean
 
 setup: $(MAIN_STAMP) $(AWQ_STAMP) $(LLMC_STAMP)
 
@@ -80,7 +84,11 @@ bench: setup tools
 # `make compare VLLM=1` adds vLLM as a runtime (fp16, awq-int4, and gguf where vLLM reads it).
 compare: setup $(if $(VLLM),setup-vllm)
 	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") \
-		$(if $(VLLM),--runtimes $(VLLM_RUNTIMES)) $(ARGS)
+		$(if $(VLLM),--runtimes $(VLLM_RUNTIMES)) $(if $(GATE),--gate "$(GATE)") $(ARGS)
+
+# The release gate on a finished run: exit 0 pass, 1 fail, 3 inconclusive, 2 bad input.
+gate: $(MAIN_STAMP)
+	$(BIN)/quantcompare gate "$(RESULTS)" $(if $(POLICY),--policy "$(POLICY)") $(if $(BASELINE),--baseline "$(BASELINE)") $(ARGS)
 
 test: setup setup-vllm tools
 	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)

@@ -122,6 +122,9 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             "top1_per_window": top1_w,
             "summary": summarize(allk),
             "percentiles": [float(x) for x in np.percentile(allk, np.arange(0, 101))],
+            # every scored token's KLD, window by window (4 significant digits): the release gate
+            # bootstraps tail statistics (p99) over windows from these
+            "per_token": [[float(f"{x:.4g}") for x in k] for k in kld_all],
             "top_k": int(spec["kld_top_k"]),
             "method": (("exact: whole vocabulary" if int(spec["kld_top_k"]) <= 0 else
                         f"reference top-{spec['kld_top_k']} + rest bucket (lower bound)") if rt.full_logits else

@@ -26,7 +26,7 @@ from harness.config import RunConfig
 from harness.errors import UserError
 from harness.evaluation_text import prepare_windows
 from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
-from harness.roofline import measure_bandwidth
+from evaluators.roofline import measure_bandwidth
 from harness.schema import write_json_atomic
 from harness.source import resolve_source
 from harness.variants import build_variants

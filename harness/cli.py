@@ -7,10 +7,11 @@ import re
 import sys
 from pathlib import Path
 
-from harness.config import ALL_VARIANTS, AWQ_BACKENDS, AwqRecipe, EvalSettings, RunConfig, default_threads
+from harness.config import (AWQ_BACKENDS, DEFAULT_VARIANTS, AwqRecipe, EvalSettings, RunConfig, default_threads, is_variant,
+                            variants_help)
 from evaluators.backends import ALL_RUNTIMES, DEFAULT_RUNTIMES
 from harness.errors import UserError
-from harness.tasks import SUPPORTED_TASKS, TaskSettings
+from evaluators.tasks import SUPPORTED_TASKS, TaskSettings
 
 
 def _slug(model: str | None) -> str:
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="quantize, evaluate, write results.json/csv and report.html")
     c.add_argument("--model", default=None, help="local HF model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
     c.add_argument("--out", type=Path, default=None, help="run folder (default runs/<model-slug>/)")
-    c.add_argument("--variants", default=",".join(ALL_VARIANTS), help=f"comma-separated subset of {','.join(ALL_VARIANTS)}")
+    c.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help=f"comma-separated variants (default {','.join(DEFAULT_VARIANTS)}): {variants_help()}")
     c.add_argument("--windows", type=int, default=EvalSettings.max_windows, help="number of evaluation windows (0 = all)")
     c.add_argument("--n-ctx", type=int, default=512, help="window length in tokens")
     c.add_argument("--score-from", type=float, default=0.5, help="score tokens from this fraction of each window on")
@@ -63,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check each quantized runtime's logits on this many tokens against the dequantized weights (0: off)")
     c.add_argument("--note", action="append", default=[], help="a statement the report must carry (repeatable)")
     c.add_argument("--build-only", action="store_true", help="build (or reuse) the variants, evaluate nothing")
+    c.add_argument("--gate", type=Path, default=None, metavar="POLICY",
+                   help="after the run, gate it with this policy ('default' for the shipped one); the exit code is the verdict's")
+    g = sub.add_parser("gate", help="decide, with paired statistics, whether each variant may ship (exit 0 pass, 1 fail, 3 inconclusive)")
+    g.add_argument("results", type=Path, nargs="?", help="results.json of a run")
+    g.add_argument("--policy", type=Path, default=None, help="policy TOML (default: the shipped default policy)")
+    g.add_argument("--baseline", type=Path, default=None, help="results.json of the previous release, for the baseline rules")
+    g.add_argument("--unpaired-baseline", action="store_true",
+                   help="allow a baseline measured on other windows (an unpaired comparison, and said so)")
+    g.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the policy's)")
+    g.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: the policy's)")
+    g.add_argument("--out", type=Path, default=None, help="folder for verdict.json/verdict.md (default: beside results.json)")
+    g.add_argument("--print-default-policy", action="store_true", help="print the shipped default policy and exit")
     r = sub.add_parser("report", help="re-render report.html from a results.json (e.g. one written on another machine)")
     r.add_argument("results", type=Path, help="results.json")
     r.add_argument("--out", type=Path, default=None, help="report file (default: report.html beside results.json)")
@@ -95,9 +109,9 @@ def bench_config(a) -> RunConfig:
 
 def config_from_args(a) -> RunConfig:
     variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
-    bad = [v for v in variants if v not in ALL_VARIANTS]
+    bad = [v for v in variants if not is_variant(v)]
     if bad or not variants:
-        raise UserError(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {', '.join(ALL_VARIANTS)}")
+        raise UserError(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {variants_help()}")
     for f in (a.calib, a.eval_text):
         if f is not None and not f.is_file():
             raise UserError(f"file '{f}' does not exist")
@@ -155,7 +169,14 @@ def render_report(results_file: Path, out: Path | None) -> int:
     from reports.html import write_report
 
     target = out or results_file.with_name("report.html")
-    write_report(results, target)
+    verdict = None
+    try:  # a verdict of these very results, written by `quantcompare gate`, is shown at the top
+        v = json.loads(results_file.with_name("verdict.json").read_text())
+        if v.get("results", {}).get("created_at") == results.get("created_at"):
+            verdict = v
+    except (OSError, ValueError):
+        pass
+    write_report(results, target, verdict=verdict)
     print(f"wrote {target}")
     return 0
 
@@ -167,7 +188,24 @@ def main(argv: list[str] | None = None) -> int:
             from harness.console import Console
             from harness.pipeline import run_compare
 
-            return run_compare(config_from_args(args), Console())
+            code = run_compare(config_from_args(args), Console())
+            if args.gate is None:
+                return code
+            from harness.gate.command import run_gate
+
+            results = (args.out or config_from_args(args).out) / "results.json"
+            if not results.is_file():
+                raise UserError(f"no results to gate ({results} was not written)")
+            return run_gate(results, None if str(args.gate) == "default" else args.gate)
+        if args.command == "gate":
+            from harness.gate.command import print_default_policy, run_gate
+
+            if args.print_default_policy:
+                return print_default_policy()
+            if args.results is None:
+                raise UserError("gate needs a results.json (or --print-default-policy)")
+            return run_gate(args.results, args.policy, args.baseline, args.unpaired_baseline, args.seed, args.resamples,
+                            args.out)
         if args.command == "report":
             return render_report(args.results, args.out)
         if args.command == "bench":

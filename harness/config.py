@@ -5,10 +5,49 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.tasks import TaskSettings
+from evaluators.tasks import TaskSettings
 
-ALL_VARIANTS = ("fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4")
+DEFAULT_VARIANTS = ("fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4")
 AWQ_BACKENDS = ("autoawq", "llmcompressor")
+# llama.cpp quantization types offered as `gguf-<type>` (and `gguf-<type>-imatrix`), largest first;
+# the i-quants exist only with an importance matrix. Names as llama-quantize spells them, lower-cased.
+GGUF_TYPES = ("q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s", "q4_1", "q4_0",
+              "iq4_xs", "iq4_nl", "q3_k_l", "q3_k_m", "q3_k_s", "iq3_m", "iq3_xxs", "q2_k", "q2_k_s", "iq2_m",
+              "iq2_xs", "iq2_xxs")
+IMATRIX_ONLY = tuple(t for t in GGUF_TYPES if t.startswith("iq") or t == "q2_k_s")
+
+
+def parse_gguf_variant(name: str) -> tuple[str, bool] | None:
+    """`gguf-q4_k_m` -> ("q4_k_m", False); `gguf-q2_k-imatrix` -> ("q2_k", True); None if not a GGUF quant."""
+    if not name.startswith("gguf-") or name == "gguf-f16":
+        return None
+    body = name[5:]
+    imatrix = body.endswith("-imatrix")
+    body = body[: -len("-imatrix")] if imatrix else body
+    if body not in GGUF_TYPES or (body in IMATRIX_ONLY and not imatrix):
+        return None
+    return body, imatrix
+
+
+def is_variant(name: str) -> bool:
+    return name in DEFAULT_VARIANTS or parse_gguf_variant(name) is not None
+
+
+def variant_order(name: str) -> tuple[int, int, str]:
+    """Sort key for tables and plots: fp16, gguf-f16, GGUF types from large to small, AWQ, others."""
+    if name == "fp16":
+        return (0, 0, name)
+    if name == "gguf-f16":
+        return (1, 0, name)
+    g = parse_gguf_variant(name)
+    if g is not None:
+        return (2, GGUF_TYPES.index(g[0]), name)
+    return (3 if name.startswith("awq") else 4, 0, name)
+
+
+def variants_help() -> str:
+    return ("fp16, gguf-f16, awq-int4, and gguf-<type> or gguf-<type>-imatrix for a llama.cpp type "
+            f"({', '.join(GGUF_TYPES)}; i-quants and q2_k_s only with -imatrix)")
 
 
 def default_threads() -> int:
@@ -53,7 +92,7 @@ class EvalSettings:
     # decode speed at these batch sizes (batch 1 always; more on GPU runs)
     decode_batches: tuple[int, ...] = (1,)
     # > 0: every cell also returns its logits for this many tokens, and each quantized runtime is
-    # checked against the dequantized reference of the same weights (harness/kernel_check.py)
+    # checked against the dequantized reference of the same weights (evaluators/kernel_check.py)
     kernel_check_tokens: int = 0
 
     def as_dict(self) -> dict:
@@ -81,7 +120,7 @@ class AwqRecipe:
 class RunConfig:
     model: str | None
     out: Path
-    variants: tuple[str, ...] = ALL_VARIANTS
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     runtimes: tuple[str, ...] = ("transformers", "llama.cpp")
     eval: EvalSettings = field(default_factory=EvalSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)

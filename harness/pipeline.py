@@ -13,7 +13,8 @@ from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, l
 from harness.checks import Flag, check_cells
 from harness.config import RunConfig
 from harness.evaluation_text import decode, prepare_windows
-from harness.kernel_check import add_device_options, kernel_checks, needs_dequant_reference
+from evaluators.kernel_check import kernel_checks
+from harness.cell_options import add_device_options, needs_dequant_reference
 from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.schema import SCHEMA_VERSION, Row, write_csv, write_json_atomic
 from harness.source import resolve_source
@@ -160,7 +161,7 @@ def task_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
 
 def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path) -> dict[tuple[str, str], dict]:
     """lm-eval metrics for every task cell that finished."""
-    from harness.tasks import score_tasks
+    from evaluators.tasks import score_tasks
 
     scores = {}
     for c in task_cells:
@@ -171,7 +172,8 @@ def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path) -> dic
 
 def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
     """Accuracy change vs fp16, on the same runtime when fp16 ran there, else vs fp16 × transformers.
-    Unpaired CI from the two stderrs (the documents are the same, so this is conservative)."""
+    Paired by document (the same documents, so the CI is a t-interval of the per-document differences);
+    metrics without per-document outcomes get an unpaired, conservative CI from the two stderrs."""
     rows = []
     for (v, rt), tasks in scores.items():
         if v == "fp16":
@@ -184,12 +186,18 @@ def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
                 b = base.get(task, {}).get("metrics", {}).get(metric)
                 if b is None:
                     continue
+                name = f"{task}:{metric}_delta_vs_fp16"
+                mine, theirs = (d.get("per_doc") or {}), (base.get(task, {}).get("per_doc") or {})
+                if metric in mine and metric in theirs and mine["doc_id"] == theirs["doc_id"]:
+                    e = mean_ci(np.asarray(mine[metric]) - np.asarray(theirs[metric]))
+                    rows.append(Row(v, rt, name, e.value, e.ci_low, e.ci_high, unit="task"))
+                    continue
                 delta = m["value"] - b["value"]
                 if m["stderr"] is not None and b["stderr"] is not None:
                     half = 1.96 * float(np.hypot(m["stderr"], b["stderr"]))
-                    rows.append(Row(v, rt, f"{task}:{metric}_delta_vs_fp16", delta, delta - half, delta + half, unit="task"))
+                    rows.append(Row(v, rt, name, delta, delta - half, delta + half, unit="task"))
                 else:
-                    rows.append(Row(v, rt, f"{task}:{metric}_delta_vs_fp16", delta, unit="task"))
+                    rows.append(Row(v, rt, name, delta, unit="task"))
     return rows
 
 
@@ -215,6 +223,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
                 "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
                 "kld_percentiles": (r.get("kld") or {}).get("percentiles"),
+                "kld_per_token": (r.get("kld") or {}).get("per_token"),
                 "kld_top_k": (r.get("kld") or {}).get("top_k"),
                 "sanity_text": decode(source.path, r["sanity_tokens"][:8]) if r.get("sanity_tokens") else None,
                 "tokenizer_check": r.get("tokenizer_check"),
@@ -244,9 +253,8 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
-    checks, kernel_flags = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest},
-                                         cfg.out / "work")
-    flags += kernel_flags
+    checks = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}, cfg.out / "work")
+    flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
     for d in cell_docs:
         if (d["variant"], d["runtime"]) in broken:
@@ -292,7 +300,7 @@ def cached_bandwidth(work: Path, threads: int, console, device: str = "cpu") -> 
     """Memory bandwidth for the decode roofline, measured once per run folder and thread count."""
     import json
 
-    from harness.roofline import measure_bandwidth
+    from evaluators.roofline import measure_bandwidth
 
     f = work / (f"bandwidth-t{threads}.json" if device == "cpu" else f"bandwidth-{device}.json")
     try:
@@ -333,7 +341,7 @@ def run_compare(cfg: RunConfig, console) -> int:
         return 0 if len(built) == len(variant_outcomes) else 1
     task_req = None
     if cfg.tasks.tasks:
-        from harness.tasks import build_requests
+        from evaluators.tasks import build_requests
 
         console.line(f"[tasks] lm-eval {', '.join(cfg.tasks.tasks)}: {cfg.tasks.num_fewshot}-shot, "
                      f"limit {cfg.tasks.limit or 'none'}; preparing requests")

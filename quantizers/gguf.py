@@ -1,4 +1,5 @@
-"""GGUF variants made by llama.cpp's own tools: convert_hf_to_gguf.py (F16) and its quantizer (Q4_K_M)."""
+"""GGUF variants made by llama.cpp's own tools: convert_hf_to_gguf.py (F16) and its quantizer (any type, with or
+without an importance matrix)."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from harness.errors import ToolMissing
 from harness.paths import LLAMA_CPP_SRC
 from quantizers.base import BuildContext, Manifest, Quantizer, file_sha256, folder_size, run_tool
+from quantizers.llama_tools import IMATRIX_VARIANT, llama_tool
 
 _converter_sha: str | None = None
 
@@ -60,32 +62,51 @@ class GgufF16Quantizer(Quantizer):
         )
 
 
-class GgufQ4KMQuantizer(Quantizer):
-    """Q4_K_M from the F16 GGUF through llama.cpp's quantizer (llama_model_quantize)."""
+class GgufTypeQuantizer(Quantizer):
+    """Any llama.cpp quantization type from the F16 GGUF: llama_model_quantize (what llama-quantize
+    calls) without an importance matrix; with one, llama-quantize --imatrix from the same source."""
 
-    variant = "gguf-q4_k_m"
-    needs = ("gguf-f16",)
+    def __init__(self, ftype: str, imatrix: bool = False) -> None:
+        self.ftype = ftype.lower()
+        self.imatrix = imatrix
+        self.variant = f"gguf-{self.ftype}" + ("-imatrix" if imatrix else "")
+        self.needs = ("gguf-f16", IMATRIX_VARIANT) if imatrix else ("gguf-f16",)
 
     def recipe(self, ctx: BuildContext) -> dict:
-        return {"ftype": "Q4_K_M", "imatrix": None}
+        if not self.imatrix:
+            return {"ftype": self.ftype.upper(), "imatrix": None}
+        _, im = ctx.upstream.get(IMATRIX_VARIANT, (None, None))
+        return {"ftype": self.ftype.upper(), "imatrix": im.recipe if im else "pending",
+                "imatrix_sha256": im.recipe.get("sha256") if im else None}
 
     def tool_versions(self) -> dict[str, str]:
-        return {"llama_cpp_python": llama_cpp_python_version()}
+        versions = {"llama_cpp_python": llama_cpp_python_version()}
+        if self.imatrix:
+            versions["llama-quantize"] = "vendored llama.cpp of llama-cpp-python " + versions["llama_cpp_python"]
+        return versions
 
     def build(self, ctx: BuildContext, dest: Path) -> Manifest:
         f16_dir, f16_manifest = ctx.upstream["gguf-f16"]
-        out = dest / "model-q4_k_m.gguf"
+        src = f16_dir / f16_manifest.artifact
+        out = dest / f"model-{self.ftype}{'-imatrix' if self.imatrix else ''}.gguf"
         t0 = time.time()
-        ctx.log("[gguf-q4_k_m] llama_model_quantize Q4_K_M")
-        log = run_tool(
-            [sys.executable, "-m", "quantizers.gguf_quantize_worker", str(f16_dir / f16_manifest.artifact),
-             str(out), "Q4_K_M", str(ctx.threads)],
-            "llama_model_quantize",
-            cwd=Path(__file__).resolve().parent.parent,
-        )
+        if self.imatrix:
+            im_dir, im = ctx.upstream[IMATRIX_VARIANT]
+            ctx.log(f"[{self.variant}] llama-quantize --imatrix {im.artifact} {self.ftype.upper()}")
+            log = run_tool([str(llama_tool("llama-quantize", ctx.log)), "--imatrix", str(im_dir / im.artifact), str(src),
+                            str(out), self.ftype.upper(), str(ctx.threads)], "llama-quantize")
+        else:
+            ctx.log(f"[{self.variant}] llama_model_quantize {self.ftype.upper()}")
+            log = run_tool(
+                [sys.executable, "-m", "quantizers.gguf_quantize_worker", str(src), str(out), self.ftype.upper(),
+                 str(ctx.threads)],
+                "llama_model_quantize", cwd=Path(__file__).resolve().parent.parent,
+            )
         notes = [l.strip() for l in log.splitlines() if "fallback" in l.lower()][:5]
         return Manifest(
-            variant=self.variant, format="gguf", artifact=out.name, tool="llama.cpp llama_model_quantize",
+            variant=self.variant, format="gguf", artifact=out.name,
+            tool="llama.cpp llama-quantize --imatrix" if self.imatrix else "llama.cpp llama_model_quantize",
             tool_versions=self.tool_versions(), recipe=self.recipe(ctx), source_sha256=ctx.source.sha256,
             cache_key="", wall_time_s=round(time.time() - t0, 2), size_bytes=folder_size(out), notes=notes,
+            calibration_sha256=ctx.upstream[IMATRIX_VARIANT][1].calibration_sha256 if self.imatrix else None,
         )

@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from harness.kernel_check import MAX_ERR_RATIO, MAX_REL_MEAN_ERR, MIN_TOP1
+from evaluators.kernel_check import MAX_ERR_RATIO, MAX_REL_MEAN_ERR, MIN_TOP1
 from reports import plots
 from reports.tables import accuracy_frame, kernel_check_frame, serving_frame, summary_frame
 
@@ -20,6 +20,9 @@ th{background:#f4f4f4} td:first-child,td:nth-child(2),td:nth-child(3){text-align
 .note{color:#444;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 code{background:#f4f4f4;padding:0 .2em} .small{font-size:.8em;color:#555}
 tr.broken td{background:#fdd} tr.failed td{background:#eee;color:#777} tr.unsupported td{background:#f6f6f6;color:#777;font-style:italic}
+.verdict-pass{background:#e6f6e6;border-left:8px solid #2a2;padding:.6em 1em} .verdict-fail{background:#fdd;border-left:8px solid #c00;padding:.6em 1em}
+.verdict-inconclusive{background:#fff6d6;border-left:8px solid #d90;padding:.6em 1em} .verdict-big{font-size:1.3em;font-weight:700}
+tr.dec-fail td{background:#fdd} tr.dec-inconclusive td{background:#fff6d6}
 """
 
 
@@ -51,7 +54,44 @@ def _bw(results: dict) -> str:
     return f"{bw['gb_s']:.1f} GB/s, {html.escape(bw['method'])}{threads}"
 
 
-def render(results: dict) -> str:
+def _plot_limits(verdict: dict | None) -> dict:
+    """The limits drawn in the quality plot: the gate's policy for "*" when a verdict exists, else the
+    shipped default policy's."""
+    if verdict:
+        return (verdict.get("policy", {}).get("variants") or {}).get("*", {})
+    try:
+        from harness.gate.policy import load_policy
+
+        return load_policy(None).limits_for("*")[0]
+    except Exception:  # the report must render even where the policy cannot be read
+        return {}
+
+
+def _verdict_section(v: dict) -> str:
+    word = v["verdict"]
+    per = " · ".join(f"{html.escape(k)}: <b>{html.escape(d.upper())}</b>" for k, d in v["variants"].items())
+    rows = ["<table><tr><th>variant</th><th>runtime</th><th>rule</th><th>estimate [CI]</th><th>limit</th>"
+            "<th>decision</th><th>reason</th><th>method</th></tr>"]
+    for r in v["rules"]:
+        est = "—" if r["estimate"] is None else f"{r['estimate']:.4g}"
+        if r["ci_low"] is not None and r["ci_low"] != r["ci_high"]:
+            est += f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
+        lim = "—" if r["limit"] is None else f"{r['comparison']} {r['limit']:g}"
+        rows.append(f"<tr class='dec-{html.escape(r['decision'])}'><td>{html.escape(r['variant'])}</td>"
+                    f"<td>{html.escape(r['runtime'] or '—')}</td><td style='text-align:left'>{html.escape(r['rule'])}</td>"
+                    f"<td>{html.escape(est)}</td><td>{html.escape(lim)}</td><td>{html.escape(r['decision'].upper())}</td>"
+                    f"<td style='text-align:left'>{html.escape(r['reason'])}</td><td style='text-align:left'>{html.escape(r['method'])}</td></tr>")
+    rows.append("</table>")
+    b = v["bootstrap"]
+    return (f"<div class='verdict-{html.escape(word)}'><div class='verdict-big'>Release gate: {html.escape(word.upper())}</div>"
+            f"<div>{per}</div><div class='small'>policy {html.escape(str(v['policy']['source']))}; "
+            f"{v['counts']['pass']} rules passed, {v['counts']['fail']} failed, {v['counts']['inconclusive']} inconclusive "
+            f"(inconclusive counts as {html.escape(v['policy']['on_inconclusive'])}); bootstrap {b['resamples']} resamples, "
+            f"seed {b['seed']}</div></div><details><summary>Gate rules</summary>{''.join(rows)}"
+            f"<p class='note'>{html.escape(v['rule_text'])}</p></details>")
+
+
+def render(results: dict, verdict: dict | None = None) -> str:
     src = results["source"]
     win = results["windows"]
     env = results["environment"]
@@ -64,6 +104,8 @@ def render(results: dict) -> str:
                  + "".join(f" · {html.escape(g['name'])} ({html.escape(g['memory_total'])}, driver {html.escape(g['driver'])})"
                            for g in (env.get("gpu") or []) if results["run"]["eval"].get("device", "cpu") != "cpu")
                  + f" · commit {html.escape(env['git_commit'][:12])}</p>")
+    if verdict:
+        parts.append(_verdict_section(verdict))
     for f in results["flags"]:
         where = f["variant"] + (f" × {f['runtime']}" if f["runtime"] else "")
         parts.append(f"<div class='flag-{f['level']}'>{html.escape(f['level'].upper())}: {html.escape(where)} — {html.escape(f['message'])}</div>")
@@ -102,12 +144,13 @@ def render(results: dict) -> str:
     acc = accuracy_frame(results)
     if acc is not None:
         t = results["run"].get("tasks", {})
-        parts.append("<h2>Downstream accuracy (lm-eval)</h2>" + _table(acc))
+        parts.append("<h2>Downstream accuracy (lm-eval)</h2>" + _table(acc) + _img(plots.accuracy_deltas(results), "accuracy deltas"))
         parts.append(f"<p class='note'>lm-eval {html.escape(str(results['environment'].get('packages', {}).get('lm-eval', '')))} task "
                      f"definitions and metrics, pointed at the shipped task files; {t.get('num_fewshot')}-shot, first "
                      f"{t.get('limit') or 'all'} documents per task, the same requests for every cell, tokenized once with the "
                      "source tokenizer. CIs are ±1.96 × lm-eval's stderr; the change vs fp16 is taken against fp16 on the same "
-                     "runtime when it ran there (else fp16 × transformers), with an unpaired (conservative) CI.</p>")
+                     "runtime when it ran there (else fp16 × transformers), paired by document: the CI is a t-interval of the "
+                     "per-document differences.</p>")
     serving = serving_frame(results)
     if serving is not None:
         parts.append("<h2>Serving (vLLM)</h2>" + _table(serving) + _img(plots.throughput_vs_batch(results), "throughput vs batch"))
@@ -115,7 +158,11 @@ def render(results: dict) -> str:
                      "(as <code>vllm bench throughput</code>); TTFT is from submission to each request's first token, ITL the "
                      "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
     if not synthetic:
-        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results), "quality vs size"))
+        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results, _plot_limits(verdict)), "quality vs size")
+                     + "<p class='note'>Paired against fp16 × transformers on the same windows (ΔPPL: per-window NLL "
+                     "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
+                     "spread of perplexity across windows. Dashed: the release policy's limit for every variant "
+                     + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
     parts.append("<h2>Speed</h2>" + _img(plots.speed_bars(results), "speed"))
     if not synthetic:
         parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))
@@ -145,7 +192,7 @@ def render(results: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(results: dict, path: Path) -> None:
+def write_report(results: dict, path: Path, verdict: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(results), encoding="utf-8")
+    tmp.write_text(render(results, verdict), encoding="utf-8")
     tmp.replace(path)

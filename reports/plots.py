@@ -10,6 +10,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"fp16": "#1f77b4", "gguf-f16": "#17becf", "gguf-q4_k_m": "#ff7f0e", "awq-int4": "#2ca02c"}
+_EXTRA = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#843c39"]
+
+
+def color(variant: str) -> str:
+    """A fixed color for the default variants; others get one from a palette, stable by name."""
+    if variant in COLORS:
+        return COLORS[variant]
+    import zlib
+
+    return _EXTRA[zlib.crc32(variant.encode()) % len(_EXTRA)]
 
 
 def _png(fig) -> bytes:
@@ -41,24 +51,58 @@ def _ok_cells(results):
     return [c for c in results["cells"] if c["status"] == "ok"]
 
 
-def quality_vs_size(results) -> bytes | None:
-    cells = _ok_cells(results)
-    if not cells:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def quality_vs_size(results, limits: dict | None = None) -> bytes | None:
+    """Paired deltas against fp16 (ΔPPL % and mean KLD, 95% CIs over the shared windows) against size
+    on disk, with the gate policy's limits drawn in: differences the unpaired PPL intervals hide show here."""
+    cells = [c for c in _ok_cells(results) if c.get("role", "measured") == "measured"]
+    points = []
     for c in cells:
-        p = _metric(results, c["variant"], c["runtime"], "ppl")
         s = _metric(results, c["variant"], c["runtime"], "size_bytes")
-        if not p or not s:
-            continue
-        x = s["value"] / 1e6
-        err = None
-        if p["ci_low"] is not None:
-            err = [[p["value"] - p["ci_low"]], [p["ci_high"] - p["value"]]]
-        marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^"}.get(c["runtime"], "D")
-        ax.errorbar([x], [p["value"]], yerr=err, fmt=marker, capsize=4, color=COLORS.get(c["variant"], "gray"),
-                    label=f"{c['variant']} × {c['runtime']}")
-    _finish(ax, "size on disk (MB)", "perplexity (95% CI over windows)", "Quality vs size", legend=True)
+        r = _metric(results, c["variant"], c["runtime"], "ppl_ratio_vs_fp16")
+        k = _metric(results, c["variant"], c["runtime"], "kld_mean")
+        if s and (r or k):
+            points.append((c, s["value"] / 1e6, r, k))
+    if not points:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^"}
+    for c, x, r, k in points:
+        lab = f"{c['variant']} × {c['runtime']}"
+        for ax, row, scale in ((axes[0], r, "pct"), (axes[1], k, "raw")):
+            if not row:
+                continue
+            f = (lambda v: 100 * (v - 1)) if scale == "pct" else (lambda v: v)
+            y = f(row["value"])
+            err = None if row["ci_low"] is None else [[y - f(row["ci_low"])], [f(row["ci_high"]) - y]]
+            ax.errorbar([x], [y], yerr=err, fmt=marker.get(c["runtime"], "D"), capsize=4, color=color(c["variant"]),
+                        label=lab)
+    for ax, key, title, ylabel in ((axes[0], "max_ppl_increase_pct", "ΔPPL vs fp16 (paired)", "PPL increase, % (95% CI)"),
+                                   (axes[1], "max_kld_mean", "KL divergence vs fp16", "mean KLD, nats (95% CI)")):
+        if limits and limits.get(key) is not None:
+            ax.axhline(limits[key], color="#c00", linestyle="--", linewidth=1, label=f"policy limit {limits[key]:g}")
+        ax.axhline(0, color="#999", linewidth=0.6)
+        ax.set_xscale("log")
+        _finish(ax, "size on disk (MB, log scale)", ylabel, title)
+    axes[1].legend(fontsize=7, loc="best")
+    return _png(fig)
+
+
+def accuracy_deltas(results) -> bytes | None:
+    """Paired accuracy change vs fp16 per task (95% CI over documents), one bar per variant × runtime."""
+    rows = [r for r in results["rows"] if r["metric"].endswith(":acc_delta_vs_fp16")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    labels = []
+    for i, r in enumerate(rows):
+        y = 100 * r["value"]
+        err = None if r["ci_low"] is None else [[y - 100 * r["ci_low"]], [100 * r["ci_high"] - y]]
+        ax.errorbar([i], [y], yerr=err, fmt="o", capsize=4, color=color(r["variant"]))
+        labels.append(f"{r['metric'].split(':')[0]}\n{r['variant']}\n{r['runtime']}")
+    ax.axhline(0, color="#999", linewidth=0.6)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, fontsize=6)
+    _finish(ax, None, "accuracy change, points (95% CI)", "Downstream accuracy vs fp16 (paired by document)", "y")
     return _png(fig)
 
 
@@ -76,7 +120,7 @@ def speed_bars(results) -> bytes | None:
             lo.append(r["value"] - r["ci_low"])
             hi.append(r["ci_high"] - r["value"])
         ax.bar(range(len(cells)), vals, yerr=[lo, hi], capsize=3,
-               color=[COLORS.get(c["variant"], "gray") for c in cells])
+               color=[color(c["variant"]) for c in cells])
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels(labels, fontsize=7)
         sp = cells[0]["speed"]
@@ -105,7 +149,7 @@ def kld_distribution(results) -> bytes | None:
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for c in cells:
         pct = np.maximum(np.asarray(c["kld_percentiles"], dtype=float), 1e-9)
-        ax.plot(np.arange(len(pct)), pct, label=f"{c['variant']} × {c['runtime']}", color=COLORS.get(c["variant"], "gray"),
+        ax.plot(np.arange(len(pct)), pct, label=f"{c['variant']} × {c['runtime']}", color=color(c["variant"]),
                 linestyle="-" if c["runtime"] == "transformers" else "--")
     ax.set_yscale("log")
     _finish(ax, "percentile of scored tokens", "KL(fp16 || variant), nats", "Per-token KL divergence vs fp16", legend=True)
@@ -121,7 +165,7 @@ def throughput_vs_batch(results) -> bytes | None:
     for c in cells:
         sv = sorted(c["serving"], key=lambda d: d["batch"])
         ax.plot([d["batch"] for d in sv], [d["output_tok_s"] for d in sv], marker="o",
-                color=COLORS.get(c["variant"], "gray"), label=f"{c['variant']} × {c['runtime']} ({c.get('compute_dtype')})")
+                color=color(c["variant"]), label=f"{c['variant']} × {c['runtime']} ({c.get('compute_dtype')})")
     ax.set_xscale("log", base=2)
     _finish(ax, "batch (concurrent requests)", "output tokens/s", "Throughput vs batch", legend=True)
     return _png(fig)

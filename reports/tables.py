@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-ORDER = ["fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4"]
+from harness.config import variant_order
 
 
 def _ci(v, lo, hi, fmt: str) -> str:
@@ -32,7 +32,7 @@ def summary_frame(results: dict) -> pd.DataFrame:
     rows = pd.DataFrame(results["rows"])
     status = {(c["variant"], c["runtime"]): c["status"] for c in results["cells"]}
     out = []
-    keys = sorted(status, key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1]))
+    keys = sorted(status, key=lambda k: (variant_order(k[0]), k[1]))
     for v, rt in keys:
         sub = rows[(rows.variant == v) & (rows.runtime == rt)] if len(rows) else rows
 
@@ -131,7 +131,7 @@ def accuracy_frame(results: dict) -> pd.DataFrame | None:
         return None
     by = {(r["variant"], r["runtime"], r["metric"]): r for r in rows}
     out = []
-    for (v, rt, metric), r in sorted(by.items(), key=lambda kv: (kv[0][2], ORDER.index(kv[0][0]) if kv[0][0] in ORDER else 99, kv[0][1])):
+    for (v, rt, metric), r in sorted(by.items(), key=lambda kv: (kv[0][2], variant_order(kv[0][0]), kv[0][1])):
         if metric.endswith("_delta_vs_fp16"):
             continue
         task, name = metric.split(":", 1)

@@ -5,7 +5,8 @@ from harness.cells import cell_key
 from harness.config import AwqRecipe
 from quantizers.base import BuildContext, Manifest
 from quantizers.fp16 import Fp16Quantizer
-from quantizers.gguf import GgufQ4KMQuantizer
+from quantizers.gguf import GgufTypeQuantizer
+from quantizers.registry import make_quantizers
 
 
 class _Src:
@@ -29,7 +30,7 @@ def test_quantizer_key_depends_on_source_recipe_tools_and_upstream(monkeypatch):
     assert q.cache_key(_ctx()) == k1  # deterministic
     monkeypatch.setattr(q, "tool_versions", lambda: {"safetensors": "0.0-other"})
     assert q.cache_key(_ctx()) != k1
-    g = GgufQ4KMQuantizer()
+    g = GgufTypeQuantizer("q4_k_m")
     monkeypatch.setattr(g, "tool_versions", lambda: {"llama_cpp_python": "x"})
     a = g.cache_key(_ctx(upstream={"gguf-f16": (Path("."), _manifest("k1"))}))
     b = g.cache_key(_ctx(upstream={"gguf-f16": (Path("."), _manifest("k2"))}))
@@ -47,3 +48,25 @@ def test_cell_key_ignores_paths_but_not_settings():
 
 def test_awq_recipe_changes_key():
     assert AwqRecipe().as_dict() != replace(AwqRecipe(), q_group_size=64).as_dict()
+
+
+def test_gguf_variant_names_and_build_order():
+    from harness.config import is_variant, parse_gguf_variant
+
+    assert parse_gguf_variant("gguf-q2_k-imatrix") == ("q2_k", True)
+    assert parse_gguf_variant("gguf-q8_0") == ("q8_0", False)
+    assert parse_gguf_variant("gguf-iq2_xs") is None  # i-quants need an importance matrix
+    assert parse_gguf_variant("gguf-q4_k_x") is None and not is_variant("gguf-q4_k_x")
+    names = [q.variant for q in make_quantizers(("gguf-q2_k-imatrix", "gguf-q8_0"), AwqRecipe())]
+    assert names == ["fp16", "gguf-f16", "gguf-imatrix", "gguf-q2_k-imatrix", "gguf-q8_0"]
+
+
+def test_imatrix_variant_key_follows_the_imatrix(monkeypatch):
+    q = GgufTypeQuantizer("q2_k", imatrix=True)
+    monkeypatch.setattr(q, "tool_versions", lambda: {"llama_cpp_python": "x"})
+    im1 = Manifest("gguf-imatrix", "imatrix", "imatrix.gguf", "t", {}, {"sha256": "1"}, "s", "i1", 0.0, 1)
+    im2 = Manifest("gguf-imatrix", "imatrix", "imatrix.gguf", "t", {}, {"sha256": "2"}, "s", "i2", 0.0, 1)
+    up = {"gguf-f16": (Path("."), _manifest("k1"))}
+    a = q.cache_key(_ctx(upstream={**up, "gguf-imatrix": (Path("."), im1)}))
+    b = q.cache_key(_ctx(upstream={**up, "gguf-imatrix": (Path("."), im2)}))
+    assert a != b

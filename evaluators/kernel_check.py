@@ -1,15 +1,12 @@
 """Speed of a wrong kernel is worthless: before its speed is reported, each quantized runtime's logits
 are compared with an exact dequantized reference of the same weights on the same device
 (transformers with the weights dequantized: AWQ by our GEMM unpacking, GGUF by gguf-py).
-
-Also sets the per-cell options of GPU and performance-only runs (device, batch-8 decode, roles)."""
+The cells that produce those logits are planned by harness/cell_options.py."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-
-from harness.checks import Flag
 
 QUANTIZED_FORMATS = ("hf-awq-gemm", "hf-compressed-tensors", "gguf")
 REFERENCE_RUNTIME = "transformers"
@@ -31,36 +28,6 @@ MIN_CLEAR_POSITIONS = 20
 
 
 UNQUANTIZED_VARIANTS = ("fp16", "gguf-f16")  # same weights as the source: no kernel to check
-
-
-def needs_dequant_reference(variant: str, cfg) -> bool:
-    """Whether this variant also gets a dequantized-reference cell (only quantized ones, only when checking)."""
-    return cfg.eval.kernel_check_tokens > 0 and variant not in UNQUANTIZED_VARIANTS
-
-
-def is_dequant_reference(fmt: str, runtime: str, device: str) -> bool:
-    """transformers reading a quantized format computes with dequantized weights: on a GPU run that
-    cell is the exact reference for the kernel checks, and its speed is not that format's speed."""
-    return runtime == REFERENCE_RUNTIME and fmt in QUANTIZED_FORMATS and device != "cpu"
-
-
-def add_device_options(spec: dict, fmt: str, prepared, cfg, work: Path) -> None:
-    s = cfg.eval
-    spec["device"] = s.device
-    role = "dequantized-reference" if is_dequant_reference(fmt, spec["runtime"], s.device) else "measured"
-    spec["role"] = role
-    if role == "dequantized-reference":
-        spec["speed"] = False
-    extra = [b for b in s.decode_batches if b > 1]
-    if extra:
-        spec["decode_batches"] = extra
-    if cfg.synthetic:  # performance only: no perplexity, no KL divergence
-        spec["score"] = False
-        spec["reference_dir"] = None
-        spec["write_reference"] = False
-    if s.kernel_check_tokens:
-        spec["kernel_check_ids"] = [int(t) for t in prepared.windows.ids.reshape(-1)[: s.kernel_check_tokens]]
-        spec["kernel_check_out"] = str(work / "kernel-check" / f"{spec['variant']}__{spec['runtime']}.npy")
 
 
 def compare_logits(test: np.ndarray, ref: np.ndarray) -> dict:
@@ -92,10 +59,11 @@ def verdict(c: dict, quant_effect: float | None) -> tuple[bool, str]:
     return False, "as far from its weights' reference as other weights would be"
 
 
-def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> tuple[list[dict], list[Flag]]:
-    """Compare every measured quantized cell with its variant's dequantized reference cell."""
+def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> list[dict]:
+    """Compare every measured quantized cell with its variant's dequantized reference cell; a failed
+    check carries the message the run flags it with ("ok" False, "message")."""
     folder = work / "kernel-check"
-    checks, flags = [], []
+    checks = []
     ok_cells = {(d["variant"], d["runtime"]) for d in cell_docs if d["status"] == "ok"}
     fp16_file = folder / f"{UNQUANTIZED_VARIANTS[0]}__{REFERENCE_RUNTIME}.npy"
     for v, m in manifests.items():
@@ -119,9 +87,9 @@ def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> tuple[l
                       "quantization_rel_err": quant_effect,
                       "err_ratio": (c["rel_mean_err"] / quant_effect) if quant_effect and c["rel_mean_err"] is not None else None,
                       "ok": ok, "rule": rule})
-            checks.append(c)
             if not ok:
-                flags.append(Flag("broken", v, rt, f"BROKEN KERNEL: logits differ from the dequantized reference "
-                                                   f"(mean abs err {c['mean_abs_err']:.3g}, {100 * (c['rel_mean_err'] or 0):.1f}% "
-                                                   f"of the mean |logit|; top-1 {100 * top:.1f}%: {rule}); its speed is not a result"))
-    return checks, flags
+                c["message"] = (f"BROKEN KERNEL: logits differ from the dequantized reference (mean abs err "
+                                f"{c['mean_abs_err']:.3g}, {100 * (c['rel_mean_err'] or 0):.1f}% of the mean |logit|; "
+                                f"top-1 {100 * top:.1f}%: {rule}); its speed is not a result")
+            checks.append(c)
+    return checks

@@ -102,14 +102,14 @@ def _task_manager():
     return TaskManager()
 
 
-def _evaluate(lm, settings: TaskSettings, work: Path) -> dict:
+def _evaluate(lm, settings: TaskSettings, work: Path, log_samples: bool = False) -> dict:
     """lm-eval's simple_evaluate on the shipped data; its chatter goes to work/lm-eval.log."""
     work.mkdir(parents=True, exist_ok=True)
     with open(work / "lm-eval.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        return _evaluate_quietly(lm, settings, work)
+        return _evaluate_quietly(lm, settings, work, log_samples)
 
 
-def _evaluate_quietly(lm, settings: TaskSettings, work: Path) -> dict:
+def _evaluate_quietly(lm, settings: TaskSettings, work: Path, log_samples: bool) -> dict:
     import lm_eval
     from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -127,7 +127,7 @@ def _evaluate_quietly(lm, settings: TaskSettings, work: Path) -> dict:
     return lm_eval.simple_evaluate(
         model=lm, tasks=configs, task_manager=tm, num_fewshot=settings.num_fewshot, limit=settings.limit,
         bootstrap_iters=1000, random_seed=settings.seed, numpy_random_seed=settings.seed,
-        torch_random_seed=settings.seed, fewshot_random_seed=settings.seed, log_samples=False,
+        torch_random_seed=settings.seed, fewshot_random_seed=settings.seed, log_samples=log_samples,
     )
 
 
@@ -202,12 +202,17 @@ def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> T
     return TaskRequests(settings, pairs, path, sha)
 
 
+SCORES_FORMAT = "per-doc-v1"  # part of the scores' cache key: bump when the stored form changes
+PER_DOC_METRICS = ("acc", "acc_norm")  # right/wrong per document: paired deltas and flips (harness/gate)
+
+
 def score_tasks(req: TaskRequests, loglikelihoods: list[list], work: Path) -> dict:
-    """Hand a cell's scores back to lm-eval; {task: {metric: {value, stderr}}, n per task}.
+    """Hand a cell's scores back to lm-eval; {task: {metrics: {name: {value, stderr}}, n, per_doc}};
+    per_doc: {"doc_id": [...], "acc": [0/1, ...], ...} in document order, for paired comparisons.
     Cached by (requests, scores): a re-run with cached cells does not run lm-eval again."""
     if len(loglikelihoods) != len(req.pairs):
         raise ValueError(f"{len(loglikelihoods)} scores for {len(req.pairs)} requests")
-    key = hashlib.sha256((req.sha256 + json.dumps(loglikelihoods)).encode()).hexdigest()
+    key = hashlib.sha256((SCORES_FORMAT + req.sha256 + json.dumps(loglikelihoods)).encode()).hexdigest()
     cache = work / "tasks" / f"scores-{key[:16]}.json"
     try:
         return json.loads(cache.read_text())
@@ -224,7 +229,7 @@ def score_tasks(req: TaskRequests, loglikelihoods: list[list], work: Path) -> di
 def _score_tasks(req: TaskRequests, loglikelihoods: list[list], work: Path) -> dict:
     _, ReplayLM = _lm_classes()
     scores = {p: (float(ll), bool(g)) for p, (ll, g) in zip(req.pairs, loglikelihoods)}
-    res = _evaluate(ReplayLM(scores), req.settings, work / "tasks")
+    res = _evaluate(ReplayLM(scores), req.settings, work / "tasks", log_samples=True)
     out = {}
     for task, metrics in res["results"].items():
         m = {}
@@ -234,5 +239,16 @@ def _score_tasks(req: TaskRequests, loglikelihoods: list[list], work: Path) -> d
             name = key.split(",")[0]
             err = metrics.get(f"{name}_stderr,{key.split(',', 1)[1]}")
             m[name] = {"value": float(value), "stderr": float(err) if isinstance(err, (int, float)) else None}
-        out[task] = {"metrics": m, "n": int(res.get("n-samples", {}).get(task, {}).get("effective", 0))}
+        out[task] = {"metrics": m, "n": int(res.get("n-samples", {}).get(task, {}).get("effective", 0)),
+                     "per_doc": _per_doc(res.get("samples", {}).get(task, []))}
+    return out
+
+
+def _per_doc(samples: list[dict]) -> dict:
+    """Each document's right/wrong outcome per accuracy metric, ordered by document id."""
+    samples = sorted(samples, key=lambda d: d["doc_id"])
+    out: dict = {"doc_id": [int(d["doc_id"]) for d in samples]}
+    for name in PER_DOC_METRICS:
+        if samples and name in samples[0]:
+            out[name] = [float(d[name]) for d in samples]
     return out

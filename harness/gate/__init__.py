@@ -1,0 +1,1 @@
+"""The release gate: decides, with paired statistics, whether each quantized variant may ship."""

@@ -1,0 +1,67 @@
+"""`quantcompare gate`: read results (and a baseline), apply a policy, write the verdict, exit with it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from evaluators.stats import Bootstrap
+from harness.errors import UserError
+from harness.gate import verdict as verdict_mod
+from harness.gate.evidence import load_results
+from harness.gate.policy import DEFAULT_POLICY, load_policy
+from harness.gate.rules import Gate
+
+
+def baseline_pairing(results: dict, baseline: dict, unpaired_ok: bool) -> bool:
+    """True when the baseline scored the same windows with the same tokenizer (a paired comparison)."""
+    a, b = results.get("windows", {}), baseline.get("windows", {})
+    same = (a.get("windows_sha256") == b.get("windows_sha256") and a.get("windows_sha256") is not None
+            and a.get("tokenizer_sha256") == b.get("tokenizer_sha256"))
+    if same:
+        return True
+    if not unpaired_ok:
+        raise UserError(f"the baseline was measured on other windows (windows {str(b.get('windows_sha256'))[:12]} vs "
+                        f"{str(a.get('windows_sha256'))[:12]}, or another tokenizer): pass --unpaired-baseline to "
+                        "compare unpaired")
+    return False
+
+
+def run_gate(results_path: Path, policy_path: Path | None = None, baseline_path: Path | None = None,
+             unpaired_baseline: bool = False, seed: int | None = None, resamples: int | None = None,
+             out_dir: Path | None = None, console=print, render_report: bool = True) -> int:
+    t0 = time.time()
+    results = load_results(results_path)
+    policy = load_policy(policy_path)
+    if seed is not None or resamples is not None:
+        from dataclasses import replace
+
+        policy = replace(policy, seed=policy.seed if seed is None else seed,
+                         resamples=policy.resamples if resamples is None else resamples)
+        if policy.resamples < 100:
+            raise UserError("--resamples must be at least 100")
+    baseline, paired = None, True
+    if baseline_path is not None:
+        baseline = load_results(baseline_path, "baseline")
+        paired = baseline_pairing(results, baseline, unpaired_baseline)
+    boot = Bootstrap(policy.seed, policy.resamples, policy.confidence)
+    decisions = Gate(results, policy, baseline, paired, boot).run()
+    doc = verdict_mod.build(decisions, policy, results_path, results, baseline_path, paired)
+    out = out_dir or results_path.parent
+    jf, mf = verdict_mod.write(doc, out)
+    for line in verdict_mod.markdown(doc).splitlines():
+        console(line)
+    if render_report:
+        try:
+            from reports.html import write_report
+        except ImportError:
+            pass
+        else:
+            write_report(results, out / "report.html", verdict=doc)
+    console(f"wrote {jf}, {mf}{', ' + str(out / 'report.html') if render_report else ''} in {time.time() - t0:.1f} s; "
+            f"verdict {doc['verdict'].upper()} (exit {doc['exit_code']})")
+    return doc["exit_code"]
+
+
+def print_default_policy() -> int:
+    print(DEFAULT_POLICY.read_text(encoding="utf-8"), end="")
+    return 0

@@ -1,0 +1,112 @@
+"""What the gate reads from a results.json: per-window, per-token and per-document measurements of
+every cell, its status and flags, in arrays ready to resample."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+from harness.schema import SCHEMA_VERSION
+
+
+@dataclass
+class CellEvidence:
+    variant: str
+    runtime: str
+    status: str  # ok | failed | broken | unsupported
+    problem: str | None = None  # why the cell cannot pass any rule (failed, BROKEN)
+    window_nll: np.ndarray | None = None  # [windows]
+    kld_window: np.ndarray | None = None  # [windows] mean KLD per window
+    kld_tokens: np.ndarray | None = None  # [windows, scored tokens]
+    top1_window: np.ndarray | None = None  # [windows]
+    size_bytes: float | None = None
+    bits_per_weight: float | None = None
+    decode: tuple[float, list[float]] | None = None  # median tok/s and the timed runs
+    tasks: dict = field(default_factory=dict)  # task -> {"doc_id": [...], metric: [0/1 ...]}
+    task_problem: str | None = None
+
+
+def load_results(path: Path, what: str = "results") -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} file '{path}' does not exist") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} '{path}': {e}") from None
+    if not isinstance(doc, dict) or doc.get("tool") != "quantcompare" or "cells" not in doc or "rows" not in doc:
+        raise UserError(f"'{path}' is not a quantcompare results.json")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"'{path}' has results schema {doc.get('schema_version')!r}; this gate reads {SCHEMA_VERSION}")
+    return doc
+
+
+def reference(results: dict) -> tuple[str, str]:
+    ref = results.get("run", {}).get("reference") or {"variant": "fp16", "runtime": "transformers"}
+    return ref["variant"], ref["runtime"]
+
+
+def _row(results: dict, v: str, rt: str, metric: str) -> float | None:
+    for r in results["rows"]:
+        if r["variant"] == v and r["runtime"] == rt and r["metric"] == metric:
+            return r["value"]
+    return None
+
+
+def _arr(x, dtype=np.float64):
+    return None if x is None else np.asarray(x, dtype=dtype)
+
+
+def _tokens(per_token) -> np.ndarray | None:
+    if not per_token:
+        return None
+    n = {len(w) for w in per_token}
+    if len(n) != 1:  # windows score the same number of tokens; anything else is not ours to resample
+        return None
+    return np.asarray(per_token, dtype=np.float32)
+
+
+def collect(results: dict) -> dict[tuple[str, str], CellEvidence]:
+    """Every measured cell (dequantized references of kernel checks are not variants' results)."""
+    broken: dict[tuple[str, str | None], str] = {}
+    for f in results.get("flags", []):
+        if f["level"] in ("broken", "error"):
+            broken.setdefault((f["variant"], f["runtime"]), f["message"])
+    out: dict[tuple[str, str], CellEvidence] = {}
+    for c in results["cells"]:
+        if c.get("role", "measured") != "measured":
+            continue
+        key = (c["variant"], c["runtime"])
+        ev = CellEvidence(c["variant"], c["runtime"], c["status"])
+        if c["status"] == "failed":
+            ev.problem = f"cell failed: {c.get('error') or 'no reason recorded'}"
+        elif key in broken or (c["variant"], None) in broken:
+            ev.problem = f"flagged: {broken.get(key) or broken.get((c['variant'], None))}"
+        if c["status"] in ("ok", "broken"):
+            ev.window_nll = _arr(c.get("window_nll"))
+            ev.kld_window = _arr(c.get("kld_per_window"))
+            ev.kld_tokens = _tokens(c.get("kld_per_token"))
+            ev.top1_window = _arr(c.get("top1_per_window"))
+            ev.size_bytes = _row(results, *key, "size_bytes")
+            ev.bits_per_weight = _row(results, *key, "bits_per_weight")
+            sp = c.get("speed") or {}
+            if sp.get("decode_tok_s") is not None:
+                ev.decode = (float(sp["decode_tok_s"]), [float(x) for x in sp.get("decode_tok_s_runs") or [sp["decode_tok_s"]]])
+        out[key] = ev
+    for t in results.get("task_cells", []):
+        ev = out.get((t["variant"], t["runtime"]))
+        if ev is None:
+            continue
+        if t["status"] != "ok":
+            ev.task_problem = f"task cell {t['status']}: {t.get('error') or ''}".strip()
+            continue
+        for task, d in (t.get("scores") or {}).items():
+            if d.get("per_doc"):
+                ev.tasks[task] = d["per_doc"]
+    return out
+
+
+def task_metrics(per_doc: dict) -> list[str]:
+    return [k for k in per_doc if k != "doc_id"]

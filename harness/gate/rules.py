@@ -1,0 +1,203 @@
+"""Apply a policy to one results.json (and, optionally, a baseline results.json): one Decision per
+(cell, limit), every interval a bootstrap over the units both sides share (windows, documents)."""
+from __future__ import annotations
+
+from harness.config import variant_order
+from harness.errors import UserError
+from harness.gate.decision import Decision, decide
+from harness.gate.evidence import CellEvidence, collect, reference
+from harness.gate.policy import BASELINE_LIMITS, LIMITS, PER_TASK, Policy
+from harness.gate.quantities import (ACC_DROP, FLIPS, KLD_MEAN, KLD_P99, PPL, TOP1, NotMeasured, Quantity, doc_units,
+                                     task_keys, window_units)
+from evaluators.stats import Bootstrap, bootstrap_ci
+
+OWN = {"max_ppl_increase_pct": PPL, "max_kld_mean": KLD_MEAN, "max_kld_p99": KLD_P99, "min_top1_agreement": TOP1,
+       "max_acc_drop_points": ACC_DROP, "max_flip_rate": FLIPS}
+VS_BASELINE = {"max_ppl_increase_pct_points": PPL, "max_kld_mean_increase": KLD_MEAN, "max_kld_p99_increase": KLD_P99,
+               "max_top1_agreement_drop": TOP1, "max_acc_drop_points": ACC_DROP, "max_flip_rate_increase": FLIPS}
+EXACT = "exact (no sampling error)"
+SPEED = "range of the timed runs (slowest against fastest)"
+
+
+class Gate:
+    def __init__(self, results: dict, policy: Policy, baseline: dict | None = None, paired_baseline: bool = True,
+                 boot: Bootstrap | None = None) -> None:
+        self.policy = policy
+        self.boot = boot or Bootstrap(policy.seed, policy.resamples, policy.confidence)
+        self.cells = collect(results)
+        self.ref_key = reference(results)
+        self.variant_errors = results.get("variant_errors") or {}
+        self.base = collect(baseline) if baseline is not None else None
+        self.base_ref_key = reference(baseline) if baseline is not None else None
+        self.paired_baseline = paired_baseline
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _ref(self, cells, ref_key, cell: CellEvidence, tasks: bool = False) -> CellEvidence:
+        if tasks and cell.variant != ref_key[0] and (ref_key[0], cell.runtime) in cells:
+            return cells[(ref_key[0], cell.runtime)]  # fp16 on the same runtime, where it ran there
+        if ref_key not in cells or cells[ref_key].status != "ok":
+            raise NotMeasured(f"the fp16 reference {ref_key[0]} × {ref_key[1]} was not measured")
+        return cells[ref_key]
+
+    def _boot(self, q: Quantity, groups, sign: float = 1.0):
+        n = len(groups[0][0])
+        if len(groups) == 1 and len(groups[0]) == 1:
+            return bootstrap_ci(q.summary, groups, self.boot), f"paired bootstrap over {n} {q.unit}"
+        if len(groups) == 1:
+            stat = lambda a, b: sign * (q.summary(a) - q.summary(b))  # noqa: E731
+            return bootstrap_ci(stat, groups, self.boot), f"paired bootstrap over {n} {q.unit} of both runs"
+        stat = lambda a, b: sign * (q.summary(a) - q.summary(b))  # noqa: E731
+        return bootstrap_ci(stat, groups, self.boot), f"UNPAIRED bootstrap (each run's {q.unit} resampled on its own)"
+
+    def _row(self, cell, rule, metric, direction, limit, est, method, against) -> Decision:
+        value, lo, hi = est
+        dec, reason = decide(direction, float(limit), value, lo, hi)
+        return Decision(cell.variant, cell.runtime, rule, metric, "<=" if direction == "max" else ">=", float(limit),
+                        value, lo, hi, dec, reason, method, against)
+
+    def _fail(self, variant, runtime, rule, metric, direction, limit, reason, against="fp16") -> Decision:
+        return Decision(variant, runtime, rule, metric, "<=" if direction == "max" else ">=",
+                        None if isinstance(limit, dict) else float(limit), None, None, None, "fail", reason, "—", against)
+
+    def _speedup(self, cells: dict, cell: CellEvidence) -> tuple[tuple[float, float, float], str]:
+        for ref_variant in ("fp16", "gguf-f16"):
+            ref = cells.get((ref_variant, cell.runtime))
+            if ref is not None and ref.decode and ref is not cell:
+                break
+        else:
+            raise NotMeasured(f"no fp16-weights cell with a decode speed on {cell.runtime}")
+        if not cell.decode:
+            raise NotMeasured(f"decode speed of {cell.variant} × {cell.runtime} was not measured")
+        (v, vr), (r, rr) = cell.decode, ref.decode
+        return (v / r, min(vr) / max(rr), max(vr) / min(rr)), f"{ref_variant} × {cell.runtime}"
+
+    # -- rules -----------------------------------------------------------------------------------
+    def _own(self, cell: CellEvidence, key: str, limit) -> list[Decision]:
+        direction, metric = LIMITS[key]
+        if key in OWN and key not in PER_TASK:
+            q = OWN[key]
+            units = window_units(q, cell, self._ref(self.cells, self.ref_key, cell))
+            est, method = self._boot(q, [[units]])
+            return [self._row(cell, key, metric, direction, limit, (est.value, est.ci_low, est.ci_high), method, "fp16")]
+        if key in PER_TASK:
+            out = []
+            for selector, lim in limit.items():
+                for task, m in task_keys(cell, selector):
+                    ref = self._ref(self.cells, self.ref_key, cell, tasks=True)
+                    q = OWN[key]
+                    est, method = self._boot(q, [[doc_units(q, cell, ref, task, m)]])
+                    out.append(self._row(cell, f"{key}[{task}:{m}]", metric, direction, lim,
+                                         (est.value, est.ci_low, est.ci_high), method, f"{ref.variant} × {ref.runtime}"))
+            return out
+        if key == "max_size_mb":
+            if cell.size_bytes is None:
+                raise NotMeasured("size was not recorded")
+            s = cell.size_bytes / 1e6
+            return [self._row(cell, key, metric, direction, limit, (s, s, s), EXACT, "—")]
+        if key == "max_bits_per_weight":
+            if cell.bits_per_weight is None:
+                raise NotMeasured("bits per weight were not recorded")
+            b = cell.bits_per_weight
+            return [self._row(cell, key, metric, direction, limit, (b, b, b), EXACT, "—")]
+        if key == "min_decode_speedup":
+            est, against = self._speedup(self.cells, cell)
+            return [self._row(cell, key, metric, direction, limit, est, SPEED, against)]
+        raise ValueError(key)
+
+    def _vs_baseline(self, cell: CellEvidence, key: str, limit) -> list[Decision]:
+        direction, metric = BASELINE_LIMITS[key]
+        bcell = self.base.get((cell.variant, cell.runtime))
+        if bcell is None or bcell.status != "ok":
+            raise NotMeasured(f"the baseline has no measured {cell.variant} × {cell.runtime}")
+        if bcell.problem:
+            raise NotMeasured(f"the baseline's {cell.variant} × {cell.runtime} is itself {bcell.problem}")
+        rule, against = f"baseline.{key}", f"baseline {cell.variant} × {cell.runtime}"
+        if key in VS_BASELINE:
+            q = VS_BASELINE[key]
+            sign = 1.0 if q.higher_is_worse else -1.0
+            pairs = []
+            if key in PER_TASK:
+                for selector, lim in limit.items():
+                    for task, m in task_keys(cell, selector):
+                        cur = doc_units(q, cell, self._ref(self.cells, self.ref_key, cell, tasks=True), task, m)
+                        base = doc_units(q, bcell, self._ref(self.base, self.base_ref_key, bcell, tasks=True), task, m)
+                        if self.paired_baseline and cell.tasks[task]["doc_id"] != bcell.tasks[task]["doc_id"]:
+                            raise UserError(f"the baseline scored other {task} documents: pass --unpaired-baseline "
+                                            "to compare unpaired")
+                        pairs.append((f"{rule}[{task}:{m}]", lim, cur, base))
+            else:
+                cur = window_units(q, cell, self._ref(self.cells, self.ref_key, cell))
+                base = window_units(q, bcell, self._ref(self.base, self.base_ref_key, bcell))
+                pairs.append((rule, limit, cur, base))
+            out = []
+            for name, lim, cur, base in pairs:
+                groups = [[cur, base]] if self.paired_baseline else [[cur], [base]]
+                if self.paired_baseline and len(cur) != len(base):
+                    raise NotMeasured(f"{len(cur)} {q.unit} here, {len(base)} in the baseline")
+                est, method = self._boot(q, groups, sign)
+                out.append(self._row(cell, name, metric, direction, lim, (est.value, est.ci_low, est.ci_high), method, against))
+            return out
+        if key == "max_size_increase_pct":
+            if cell.size_bytes is None or bcell.size_bytes is None:
+                raise NotMeasured("size was not recorded")
+            g = 100.0 * (cell.size_bytes / bcell.size_bytes - 1)
+            return [self._row(cell, rule, metric, direction, limit, (g, g, g), EXACT, against)]
+        if key == "max_bits_per_weight_increase":
+            if cell.bits_per_weight is None or bcell.bits_per_weight is None:
+                raise NotMeasured("bits per weight were not recorded")
+            g = cell.bits_per_weight - bcell.bits_per_weight
+            return [self._row(cell, rule, metric, direction, limit, (g, g, g), EXACT, against)]
+        if key == "max_decode_speedup_drop":
+            (c, clo, chi), _ = self._speedup(self.cells, cell)
+            (b, blo, bhi), _ = self._speedup(self.base, bcell)
+            return [self._row(cell, rule, metric, direction, limit, (b - c, blo - chi, bhi - clo), SPEED, against)]
+        raise ValueError(key)
+
+    # -- driver ----------------------------------------------------------------------------------
+    def run(self) -> list[Decision]:
+        out: list[Decision] = []
+        measured = {v for (v, _) in self.cells} | set(self.variant_errors)
+        for v in self.policy.literal_variants():
+            if v not in measured:
+                out.append(self._fail(v, None, "measured", "the variant was measured", "min", 1,
+                                      "the policy names this variant; the run did not measure it"))
+        for v, err in sorted(self.variant_errors.items(), key=lambda kv: variant_order(kv[0])):
+            own, base = self.policy.limits_for(v)
+            if own or base:
+                out.append(self._fail(v, None, "built", "the variant was built", "min", 1, f"not built: {err}"))
+        by_variant: dict[str, list[CellEvidence]] = {}
+        for key, cell in self.cells.items():
+            if key != self.ref_key:
+                by_variant.setdefault(cell.variant, []).append(cell)
+        for v in sorted(by_variant, key=variant_order):
+            own, base = self.policy.limits_for(v)
+            if not own and not base:
+                continue
+            cells = [c for c in by_variant[v] if c.status != "unsupported"]
+            if not cells:
+                out.append(self._fail(v, None, "measured", "a runtime measured the variant", "min", 1,
+                                      "no runtime here could read this variant"))
+            runtime_filter = own.get("decode_runtime")
+            for cell in sorted(cells, key=lambda c: c.runtime):
+                for key, limit in own.items():
+                    if key == "decode_runtime" or (key == "min_decode_speedup" and runtime_filter
+                                                   and cell.runtime != runtime_filter):
+                        continue
+                    out += self._guarded(cell, key, limit, LIMITS[key][0], LIMITS[key][1], self._own)
+                if self.base is not None:
+                    for key, limit in base.items():
+                        out += self._guarded(cell, key, limit, BASELINE_LIMITS[key][0], BASELINE_LIMITS[key][1],
+                                             self._vs_baseline, rule=f"baseline.{key}")
+            if runtime_filter and "min_decode_speedup" in own and not any(c.runtime == runtime_filter for c in cells):
+                out.append(self._fail(v, runtime_filter, "min_decode_speedup", LIMITS["min_decode_speedup"][1], "min",
+                                      own["min_decode_speedup"], f"not measured on {runtime_filter}"))
+        return out
+
+    def _guarded(self, cell, key, limit, direction, metric, fn, rule=None) -> list[Decision]:
+        """A cell that failed or was flagged, or a metric that is missing, fails the rule (fail closed)."""
+        if cell.problem:
+            return [self._fail(cell.variant, cell.runtime, rule or key, metric, direction, limit, cell.problem)]
+        try:
+            return fn(cell, key, limit)
+        except NotMeasured as e:
+            return [self._fail(cell.variant, cell.runtime, rule or key, metric, direction, limit, f"not measured: {e}")]

@@ -1,0 +1,171 @@
+"""The release gate: bootstrap against a direct computation, the three decisions, fail-closed rules,
+baselines, exit codes and the verdict's schema."""
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from evaluators.stats import Bootstrap, bootstrap_ci
+from harness.cli import main
+from harness.gate.decision import decide
+from harness.gate.policy import load_policy, parse_policy
+from harness.gate.rules import Gate
+from tests.gate_fixtures import make_results
+
+
+def test_paired_bootstrap_matches_the_exact_resampling_distribution():
+    """n = 4 pairs: all 4^4 resamples enumerated give the exact distribution of the paired mean difference;
+    the bootstrap's percentiles converge to it, and pairing is kept (a unpaired resampling is wider)."""
+    a = np.array([1.0, 2.0, 4.0, 7.0])
+    b = a - np.array([0.5, 0.4, 0.6, 0.5])  # b tracks a closely: paired differences vary little
+    exact = sorted(np.mean(a[list(i)] - b[list(i)]) for i in itertools.product(range(4), repeat=4))
+    lo_x, hi_x = np.percentile(exact, [2.5, 97.5])
+    stat = lambda x, y: x.mean(axis=1) - y.mean(axis=1)  # noqa: E731
+    e = bootstrap_ci(stat, [[a, b]], Bootstrap(seed=3, resamples=200_000))
+    assert e.value == pytest.approx(0.5)
+    assert e.ci_low == pytest.approx(lo_x, abs=0.01) and e.ci_high == pytest.approx(hi_x, abs=0.01)
+    unpaired = bootstrap_ci(stat, [[a], [b]], Bootstrap(seed=3, resamples=20_000))
+    assert unpaired.ci_high - unpaired.ci_low > 10 * (e.ci_high - e.ci_low)
+
+
+def test_bootstrap_is_deterministic_per_seed_and_exact_for_constant_data():
+    x = np.random.default_rng(0).normal(size=50)
+    f = lambda v: v.mean(axis=1)  # noqa: E731
+    assert bootstrap_ci(f, [[x]], Bootstrap(seed=5)) == bootstrap_ci(f, [[x]], Bootstrap(seed=5))
+    assert bootstrap_ci(f, [[x]], Bootstrap(seed=5)) != bootstrap_ci(f, [[x]], Bootstrap(seed=6))
+    c = bootstrap_ci(f, [[np.zeros(30)]], Bootstrap())
+    assert (c.value, c.ci_low, c.ci_high) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("direction,limit,interval,expected", [
+    ("max", 10, (5, 4, 6), "pass"), ("max", 10, (12, 11, 13), "fail"), ("max", 10, (9, 8, 11), "inconclusive"),
+    ("min", 0.8, (0.9, 0.85, 0.95), "pass"), ("min", 0.8, (0.7, 0.65, 0.75), "fail"),
+    ("min", 0.8, (0.8, 0.75, 0.85), "inconclusive"), ("max", 10, (math.nan, 1, 2), "fail"),
+])
+def test_three_decisions(direction, limit, interval, expected):
+    assert decide(direction, limit, *interval)[0] == expected
+
+
+def _decisions(results, policy=None, **kw):
+    return Gate(results, policy or load_policy(None), **kw).run()
+
+
+def test_identical_copy_and_same_weights_never_raise_alarms():
+    """fp16 on another runtime with identical scores, and a same-weights variant whose scores differ by
+    rounding only, pass every default rule for 20 bootstrap seeds out of 20."""
+    for seed in range(20):
+        r = make_results({"fp16": {"runtime": "vllm"}, "gguf-f16": {"ppl_shift": 1e-5, "noise": 1e-4, "kld": 1e-4,
+                                                                   "flips": 0.005}})
+        policy = parse_policy(load_policy(None).text.replace("seed = 0", f"seed = {seed}"), "default")
+        ds = _decisions(r, policy)
+        assert {d.variant for d in ds} == {"fp16", "gguf-f16"}
+        assert all(d.decision == "pass" for d in ds), [d for d in ds if d.decision != "pass"]
+
+
+def test_clear_loss_fails_and_borderline_is_inconclusive():
+    r = make_results({"gguf-q2_k": {"ppl_shift": 0.4, "kld": 0.5, "flips": 0.4},
+                      "gguf-q4_k_m": {"ppl_shift": 0.0953, "noise": 0.05, "kld": 0.03, "flips": 0.05}})
+    ds = _decisions(r)
+    q2 = {d.rule: d.decision for d in ds if d.variant == "gguf-q2_k"}
+    assert q2["max_ppl_increase_pct"] == "fail" and q2["max_kld_mean"] == "fail" and q2["max_flip_rate[piqa:acc]"] == "fail"
+    q4 = {d.rule: d for d in ds if d.variant == "gguf-q4_k_m"}
+    assert q4["max_ppl_increase_pct"].decision == "inconclusive"  # exp(0.0953) = +10.0%: straddles the 10% limit
+    assert q4["max_kld_mean"].decision == "pass"
+
+
+def test_fail_closed_on_failed_broken_unbuilt_and_unmeasured():
+    r = make_results({"gguf-q8_0": {"status": "failed"}, "gguf-q6_k": {"broken": True, "kld": 0.01},
+                      "gguf-q5_k_m": {"status": "not built"}, "awq-int4": {"kld": 0.01, "runtime": "transformers"}})
+    r["task_cells"] = [t for t in r["task_cells"] if t["variant"] != "awq-int4"]
+    ds = _decisions(r)
+    by = {}
+    for d in ds:
+        by.setdefault(d.variant, []).append(d)
+    assert all(d.decision == "fail" and "cell failed" in d.reason for d in by["gguf-q8_0"])
+    assert all(d.decision == "fail" and "BROKEN" in d.reason for d in by["gguf-q6_k"])
+    assert [d.rule for d in by["gguf-q5_k_m"]] == ["built"] and by["gguf-q5_k_m"][0].decision == "fail"
+    missing = [d for d in by["awq-int4"] if "acc" in d.rule or "flip" in d.rule]
+    assert missing and all(d.decision == "fail" and "not measured" in d.reason for d in missing)
+
+
+def test_policy_names_a_variant_the_run_lacks():
+    policy = parse_policy('policy_version = 1\n[variants."gguf-q3_k_m"]\nmax_kld_mean = 0.1\n', "p")
+    ds = _decisions(make_results({"gguf-q4_k_m": {"kld": 0.01}}), policy)
+    assert [(d.variant, d.decision) for d in ds] == [("gguf-q3_k_m", "fail")]
+
+
+def test_baseline_rules_same_better_and_unpaired():
+    cur = make_results({"gguf-q4_k_m": {"ppl_shift": 0.06, "kld": 0.05, "flips": 0.08}})
+    same = _decisions(cur, baseline=cur)
+    assert all(d.decision == "pass" for d in same if d.rule.startswith("baseline."))
+    better = make_results({"gguf-q4_k_m": {"ppl_shift": 0.01, "kld": 0.01, "flips": 0.01}})
+    worse = _decisions(cur, baseline=better)
+    b = {d.rule: d.decision for d in worse if d.rule.startswith("baseline.")}
+    assert b["baseline.max_ppl_increase_pct_points"] == "fail" and b["baseline.max_kld_mean_increase"] == "fail"
+    unp = _decisions(cur, baseline=better, paired_baseline=False)
+    assert all("UNPAIRED" in d.method for d in unp if d.rule.startswith("baseline.") and d.method != "—"
+               and "exact" not in d.method)
+
+
+def test_speed_and_size_rules():
+    r = make_results({"gguf-q4_k_m": {"kld": 0.01, "size": 1e8, "decode": (200.0, [190.0, 200.0, 210.0])},
+                      "gguf-f16": {"kld": 1e-5, "size": 2.7e8, "decode": (100.0, [98.0, 100.0, 102.0])}})
+    policy = parse_policy('policy_version = 1\n[variants."gguf-q4_k_m"]\nmax_size_mb = 150\nmin_decode_speedup = 1.5\n'
+                          'decode_runtime = "llama.cpp"\n', "p")
+    ds = {d.rule: d for d in _decisions(r, policy)}
+    assert ds["max_size_mb"].decision == "pass" and ds["max_size_mb"].estimate == pytest.approx(100.0)
+    s = ds["min_decode_speedup"]
+    assert s.decision == "pass" and s.estimate == pytest.approx(2.0) and s.ci_low == pytest.approx(190 / 102)
+    assert s.against == "gguf-f16 × llama.cpp"
+
+
+def _write(tmp_path, name, doc):
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_exit_codes_outputs_and_schema(tmp_path, capsys, monkeypatch):
+    from harness.gate.verdict import validate
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    ok = _write(tmp_path, "ok.json", make_results({"gguf-q8_0": {"kld": 0.005, "ppl_shift": 0.005}}))
+    assert main(["gate", str(ok), "--resamples", "500"]) == 0
+    v = json.loads((tmp_path / "verdict.json").read_text())
+    assert validate(v) == [] and v["verdict"] == "pass" and v["bootstrap"]["resamples"] == 500
+    assert "quantcompare gate" in summary.read_text() and (tmp_path / "verdict.md").read_text().count("|") > 10
+    d = tmp_path / "bad"
+    d.mkdir()
+    bad = _write(d, "bad.json", make_results({"gguf-q2_k": {"ppl_shift": 0.5, "kld": 0.8, "flips": 0.4}}))
+    assert main(["gate", str(bad)]) == 1
+    assert validate(json.loads((d / "verdict.json").read_text())) == []
+    edge = _write(tmp_path, "edge.json", make_results({"gguf-q4_k_m": {"ppl_shift": 0.0953, "noise": 0.05, "kld": 0.01}}))
+    pol = tmp_path / "inc.toml"
+    pol.write_text(load_policy(None).text.replace('on_inconclusive = "fail"', 'on_inconclusive = "inconclusive"'))
+    assert main(["gate", str(edge), "--policy", str(pol), "--out", str(tmp_path / "e")]) == 3
+    capsys.readouterr()
+    other = _write(tmp_path, "other.json", make_results({"gguf-q8_0": {"kld": 0.005}}, windows_sha="x" * 64))
+    not_toml = tmp_path / "p.toml"
+    not_toml.write_text("this is = = not toml")
+    unknown_metric = tmp_path / "m.toml"
+    unknown_metric.write_text('policy_version = 1\n[variants."*"]\nmax_perplexity_fun = 3\n')
+    unknown_variant = tmp_path / "v.toml"
+    unknown_variant.write_text('policy_version = 1\n[variants."gguf-q9_z"]\nmax_kld_mean = 3\n')
+    unknown_task = tmp_path / "t.toml"
+    unknown_task.write_text('policy_version = 1\n[variants."*"]\nmax_flip_rate = { hellaswag = 0.1 }\n')
+    foreign = _write(tmp_path, "foreign.json", {"hello": "world"})
+    for argv in (["gate", str(tmp_path / "missing.json")], ["gate", str(foreign)],
+                 ["gate", str(ok), "--policy", str(not_toml)], ["gate", str(ok), "--policy", str(unknown_metric)],
+                 ["gate", str(ok), "--policy", str(unknown_variant)], ["gate", str(ok), "--policy", str(unknown_task)],
+                 ["gate", str(ok), "--baseline", str(other)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("quantcompare: error:"), err
+    assert main(["gate", str(ok), "--baseline", str(other), "--unpaired-baseline", "--out", str(tmp_path / "u")]) == 0
+    u = json.loads((tmp_path / "u" / "verdict.json").read_text())
+    assert u["baseline"]["paired"] is False and "UNPAIRED" in (tmp_path / "u" / "verdict.md").read_text()
+    assert main(["gate", "--print-default-policy"]) == 0
+    assert "policy_version = 1" in capsys.readouterr().out
