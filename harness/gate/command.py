@@ -50,15 +50,18 @@ def run_gate(results_path: Path, policy_path: Path | None = None, baseline_path:
     jf, mf = verdict_mod.write(doc, out)
     for line in verdict_mod.markdown(doc).splitlines():
         console(line)
+    wrote = [str(jf), str(mf)]
     if render_report:
         try:
             from reports.html import write_report
-        except ImportError:
-            pass
-        else:
+
             write_report(results, out / "report.html", verdict=doc)
-    console(f"wrote {jf}, {mf}{', ' + str(out / 'report.html') if render_report else ''} in {time.time() - t0:.1f} s; "
-            f"verdict {doc['verdict'].upper()} (exit {doc['exit_code']})")
+            wrote.append(str(out / "report.html"))
+        except ImportError:
+            console("report.html not re-rendered here (no pandas/matplotlib); verdict.json and verdict.md are the record")
+        except (KeyError, TypeError, ValueError) as e:  # the verdict stands whatever the page can show
+            console(f"report.html not re-rendered: the results lack what the page shows ({type(e).__name__}: {e})")
+    console(f"wrote {', '.join(wrote)} in {time.time() - t0:.1f} s; verdict {doc['verdict'].upper()} (exit {doc['exit_code']})")
     return doc["exit_code"]
 
 
