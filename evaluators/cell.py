@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from evaluators.backends import make_runtime
 from evaluators.backends.base import Unsupported
 from evaluators.gpu_memory import GpuMemorySampler
+from evaluators.contention import CpuWatch
 from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, summarize, top1_agree,
                             top1_agree_sparse)
 from evaluators.windows import Windows
@@ -271,7 +272,9 @@ def run(spec: dict) -> dict:
         result["sanity_tokens"] = g.tokens
         if spec.get("speed", True):
             prompt = [int(t) for t in win.ids.reshape(-1)[: int(spec["prefill_tokens"])]]
-            result["speed"] = measure_speed(rt, prompt, spec, win)
+            with CpuWatch() as watch:
+                result["speed"] = measure_speed(rt, prompt, spec, win)
+            result["speed"]["contention"] = watch.result
         if spec.get("serving_batches") and not rt.full_logits:
             result["serving"] = measure_serving(rt, win, spec)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluators.backends import RUNTIME_VENV
-from harness.errors import UserError
-from harness.paths import REPO_ROOT, VENVS_DIR
+from harness import store
+from harness.paths import REPO_ROOT
 
 EVALUATOR_DIR = REPO_ROOT / "evaluators"
 
@@ -39,7 +39,8 @@ class CellOutcome:
     result: dict = field(default_factory=dict)
     error: str | None = None
     cached: bool = False
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # how long the cell took when it ran (a cached cell keeps its original time)
+    run_s: float = 0.0  # time spent on it in this run (near 0 when cached)
     kind: str = "quality"
     unsupported: str | None = None  # the runtime cannot read this artifact here, and why
 
@@ -61,16 +62,14 @@ class CellJob:
         return base if self.kind == "quality" else f"{base}__{self.kind}"
 
 
-def cell_python(runtime: str) -> str:
-    """The interpreter of the runtime's own environment (vLLM), or the harness's."""
+def cell_python(runtime: str, log=print) -> str:
+    """The interpreter of the runtime's own environment (vLLM; made on first use), or the harness's."""
     venv = RUNTIME_VENV.get(runtime)
     if venv is None:
         return sys.executable
-    py = VENVS_DIR / venv / "bin" / "python"
-    if not py.is_file():
-        how = "`make setup-vllm` (or `make compare VLLM=1`)" if runtime == "vllm" else "`make setup`"
-        raise UserError(f"runtime '{runtime}' needs its environment {VENVS_DIR / venv}: run {how}")
-    return str(py)
+    from harness.envs import env_python
+
+    return str(env_python(venv, log))
 
 
 def cell_key(spec: dict, artifact_key: str, code_hash: str) -> str:
@@ -80,18 +79,27 @@ def cell_key(spec: dict, artifact_key: str, code_hash: str) -> str:
 
 
 def load_cached(cells_dir: Path, job: CellJob) -> CellOutcome | None:
-    f = cells_dir / f"{job.name}.json"
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, ValueError):
+    """The finished result of this very cell (same key) from the run folder or the shared store."""
+    data = None
+    for f in (cells_dir / f"{job.name}.json", store.cell_file(job.key)):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        res = d.get("result", {})
+        if d.get("key") == job.key and (res.get("ok") or res.get("unsupported")):
+            data = d
+            store.touch(f)
+            break
+    if data is None:
         return None
-    res = data.get("result", {})
-    if data.get("key") != job.key or not (res.get("ok") or res.get("unsupported")):
-        return None
+    res = data["result"]
     if job.spec.get("write_reference"):
         ref = Path(job.spec["reference_dir"])
         if not (ref / "COMPLETE").is_file():
             return None
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    store.write_json(cells_dir / f"{job.name}.json", data)
     return CellOutcome(job.variant, job.runtime, bool(res.get("ok")), res, cached=True, wall_s=data.get("wall_s", 0.0),
                        kind=job.kind, unsupported=res.get("unsupported"))
 
@@ -104,19 +112,11 @@ def _tail(path: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-500:]
 
 
-def _worth_a_line(msg: str) -> bool:
-    """On a pipe (no in-place updates) print every 10th window and the other stages."""
-    if msg.startswith("window "):
-        done, total = msg.split()[1].split("/")
-        return int(done) % 10 == 0 or done == total
-    return True
-
-
 def _relay(stream, console, label: str) -> None:
     for line in stream:
         if line.startswith("PROGRESS "):
             msg = line[9:].strip()
-            console.progress(f"{label} {msg}", every_line=_worth_a_line(msg))
+            console.progress(f"{label} {msg}")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -172,9 +172,10 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
     wall = time.time() - t0
     if result_file.is_file():
         result = json.loads(result_file.read_text())
-        tmp = cells_dir / f"{job.name}.json.tmp"
-        tmp.write_text(json.dumps({"key": job.key, "wall_s": wall, "result": result}))
-        tmp.replace(cells_dir / f"{job.name}.json")
+        doc = {"key": job.key, "wall_s": wall, "result": result}
+        store.write_json(cells_dir / f"{job.name}.json", doc)
+        if result.get("ok") or result.get("unsupported"):
+            store.write_json(store.cell_file(job.key), doc)
         result_file.unlink()
         return CellOutcome(job.variant, job.runtime, bool(result.get("ok")), result, wall_s=wall, kind=job.kind,
                            unsupported=result.get("unsupported"))

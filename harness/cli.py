@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: the policy's)")
     g.add_argument("--out", type=Path, default=None, help="folder for verdict.json/verdict.md (default: beside results.json)")
     g.add_argument("--print-default-policy", action="store_true", help="print the shipped default policy and exit")
+    k = sub.add_parser("cache", help="the shared store of artifacts and cell results: ls, prune")
+    k.add_argument("action", choices=("ls", "prune"))
+    k.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="prune: entries unused for this long")
+    k.add_argument("--max-size", type=float, default=None, metavar="GB", help="prune: least recently used first, down to this size")
+    k.add_argument("--all", action="store_true", help="prune: everything")
     r = sub.add_parser("report", help="re-render report.html from a results.json (e.g. one written on another machine)")
     r.add_argument("results", type=Path, help="results.json")
     r.add_argument("--out", type=Path, default=None, help="report file (default: report.html beside results.json)")
@@ -157,6 +162,24 @@ def config_from_args(a) -> RunConfig:
                      tokenizer_dir=a.tokenizer, notes=tuple(a.note), build_only=a.build_only)
 
 
+def cache_command(a) -> int:
+    import time
+
+    from harness import store
+
+    if a.action == "ls":
+        items = store.entries()
+        for e in items:
+            print(f"{e.kind:10s} {e.bytes / 1e6:10.1f} MB  {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.last_used))}  {e.name}")
+        print(f"{len(items)} entries, {sum(e.bytes for e in items) / 1e9:.2f} GB in {store.store_dir()}")
+        return 0
+    if a.older_than is None and a.max_size is None and not a.all:
+        raise UserError("cache prune needs --older-than DAYS, --max-size GB or --all")
+    gone = store.prune(a.older_than, None if a.max_size is None else int(a.max_size * 1e9), a.all)
+    print(f"removed {len(gone)} entries, {sum(e.bytes for e in gone) / 1e9:.2f} GB, from {store.store_dir()}")
+    return 0
+
+
 def render_report(results_file: Path, out: Path | None) -> int:
     import json
 
@@ -206,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("gate needs a results.json (or --print-default-policy)")
             return run_gate(args.results, args.policy, args.baseline, args.unpaired_baseline, args.seed, args.resamples,
                             args.out)
+        if args.command == "cache":
+            return cache_command(args)
         if args.command == "report":
             return render_report(args.results, args.out)
         if args.command == "bench":

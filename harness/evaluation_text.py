@@ -78,4 +78,11 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
 
 
 def decode(source_path: Path, ids: list[int]) -> str:
+    """Text of token ids; through the `tokenizers` library when the source has a tokenizer.json
+    (no transformers import: a cached re-run stays fast)."""
+    tj = Path(source_path) / "tokenizer.json"
+    if tj.is_file():
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(tj)).decode(ids, skip_special_tokens=False)
     return _tokenizer(source_path).decode(ids, skip_special_tokens=False)

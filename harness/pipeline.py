@@ -1,34 +1,43 @@
 """source -> variants -> evaluations -> results.json / results.csv / report.html."""
 from __future__ import annotations
 
+import hashlib
+import json
+import socket
 import time
 from pathlib import Path
 
-import numpy as np
-
 from evaluators.backends import runtimes_for
-from evaluators.stats import mean_ci, paired_ppl_ratio_ci, ppl_ci
-from harness import environment
-from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
-from harness.checks import Flag, check_cells
-from harness.config import RunConfig
-from harness.evaluation_text import decode, prepare_windows
-from evaluators.kernel_check import kernel_checks
+from harness import store
 from harness.cell_options import add_device_options, needs_dequant_reference
+from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
+from harness.config import RunConfig
+from harness.evaluation_text import prepare_windows
 from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
-from harness.schema import SCHEMA_VERSION, Row, write_csv, write_json_atomic
+from harness.results_doc import REFERENCE, assemble
+from harness.schema import write_csv, write_json_atomic
 from harness.source import resolve_source
+from harness.stages import StageClock, installs, summary
 from harness.variants import build_variants
 
-REFERENCE = ("fp16", "transformers")
 CELL_TIMEOUT_S = 3600.0
+
+
+def reference_dir(outcomes, prepared, cfg: RunConfig, code: str) -> Path:
+    """Where the fp16 reference cell keeps its per-window top-k: in the shared store, keyed by what
+    determines its content (the fp16 artifact, the windows, k, device and the evaluator code)."""
+    ref = outcomes.get(REFERENCE[0])
+    parts = [ref.manifest.cache_key if ref and ref.manifest else "none", prepared.info["windows_sha256"],
+             cfg.eval.kld_top_k, cfg.eval.device, code]
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+    return store.area("references") / f"{key}-k{cfg.eval.kld_top_k}"
 
 
 def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
     then one lm-eval task cell per pair when tasks are asked for."""
     code = evaluator_code_hash()
-    ref_dir = work / f"reference-{prepared.info['windows_sha256'][:12]}-k{cfg.eval.kld_top_k}"
+    ref_dir = reference_dir(outcomes, prepared, cfg, code)
     jobs = []
     for v, o in outcomes.items():
         if o.manifest is None:
@@ -79,13 +88,16 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
             job.spec["reference_dir"] = None  # no reference: PPL and speed only
         what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec['n_ctx']}-token windows"
         stage = "[tasks]" if job.kind == "tasks" else "[eval]"
+        t0 = time.time()
         cached = None if cfg.force else load_cached(cells_dir, job)
         if cached:
-            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused")
+            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused (it took {cached.wall_s:.0f} s)")
+            cached.run_s = time.time() - t0
             outcomes.append(cached)
             continue
         console.line(f"{stage} {job.variant} × {job.runtime}: {what}, {cfg.eval.threads} threads")
         o = run_cell(job, cells_dir, console, CELL_TIMEOUT_S, cfg.eval.threads)
+        o.run_s = time.time() - t0
         if o.ok:
             console.line(f"{stage} {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
         elif o.unsupported:
@@ -96,67 +108,6 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
             ref_ok = False
         outcomes.append(o)
     return outcomes
-
-
-def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int, bandwidth: dict | None = None) -> list[Row]:
-    r = c.result
-    v, rt = c.variant, c.runtime
-    rows = []
-    if "window_nll" in r:  # not in performance-only cells
-        p = ppl_ci(r["window_nll"])
-        rows.append(Row(v, rt, "ppl", p.value, p.ci_low, p.ci_high))
-    if (ref is not None and ref is not c and "window_nll" in r and "window_nll" in ref.result
-            and len(ref.result["window_nll"]) == len(r["window_nll"])):
-        q = paired_ppl_ratio_ci(r["window_nll"], ref.result["window_nll"])
-        rows.append(Row(v, rt, "ppl_ratio_vs_fp16", q.value, q.ci_low, q.ci_high))
-    k = r.get("kld")
-    if k:
-        m = mean_ci(k["per_window_mean"])
-        rows.append(Row(v, rt, "kld_mean", m.value, m.ci_low, m.ci_high))
-        for name in ("median", "p99", "max"):
-            rows.append(Row(v, rt, f"kld_{name}", k["summary"][name]))
-        t = mean_ci(k["top1_per_window"])
-        rows.append(Row(v, rt, "top1_agreement", t.value, t.ci_low, t.ci_high))
-    rows.append(Row(v, rt, "size_bytes", float(size)))
-    rows.append(Row(v, rt, "bits_per_weight", size * 8.0 / n_params))
-    rows.append(Row(v, rt, "peak_rss_bytes", float(r["peak_rss_bytes"])))
-    if r.get("peak_vram_bytes") is not None:
-        rows.append(Row(v, rt, "peak_vram_bytes", float(r["peak_vram_bytes"])))
-    sp = r.get("speed")
-    if sp:
-        for name in ("prefill", "decode"):
-            runs = sp[f"{name}_tok_s_runs"]
-            rows.append(Row(v, rt, f"{name}_tok_s", sp[f"{name}_tok_s"], min(runs), max(runs)))
-        for b, d in (sp.get("decode_batched") or {}).items():
-            rows.append(Row(v, rt, f"decode_tok_s_b{b}", d["tok_s"], min(d["runs"]), max(d["runs"])))
-        if sp.get("ttft_s") is not None:
-            rows.append(Row(v, rt, "ttft_s", sp["ttft_s"], min(sp["ttft_s_runs"]), max(sp["ttft_s_runs"]), unit="s"))
-    if "eval_tok_s" in r:
-        rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
-    wb = r.get("weight_bytes")
-    if wb and sp and bandwidth:
-        rows.append(Row(v, rt, "weight_bytes_per_token", float(wb)))
-        rows.append(Row(v, rt, "decode_roofline_pct", 100.0 * sp["decode_tok_s"] * wb / bandwidth["bytes_s"]))
-    for sv in r.get("serving") or []:
-        b = sv["batch"]
-        rows.append(Row(v, rt, f"output_tok_s_b{b}", sv["output_tok_s"]))
-        for name in ("ttft", "itl"):
-            rows.append(Row(v, rt, f"{name}_p50_s_b{b}", sv[f"{name}_p50_s"], unit="s"))
-            rows.append(Row(v, rt, f"{name}_p90_s_b{b}", sv[f"{name}_p90_s"], unit="s"))
-    return rows
-
-
-def task_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
-    """Accuracy rows (95% CI = ±1.96 stderr, as lm-eval reports stderr) and deltas vs fp16 on the same runtime
-    family (fp16 × transformers when the variant's runtime has no fp16 cell)."""
-    rows = []
-    for (v, rt), tasks in scores.items():
-        for task, d in tasks.items():
-            for metric, m in d["metrics"].items():
-                val, err = m["value"], m["stderr"]
-                lo, hi = (val - 1.96 * err, val + 1.96 * err) if err is not None else (None, None)
-                rows.append(Row(v, rt, f"{task}:{metric}", val, lo, hi, unit="task"))
-    return rows
 
 
 def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path) -> dict[tuple[str, str], dict]:
@@ -170,139 +121,12 @@ def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path) -> dic
     return scores
 
 
-def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
-    """Accuracy change vs fp16, on the same runtime when fp16 ran there, else vs fp16 × transformers.
-    Paired by document (the same documents, so the CI is a t-interval of the per-document differences);
-    metrics without per-document outcomes get an unpaired, conservative CI from the two stderrs."""
-    rows = []
-    for (v, rt), tasks in scores.items():
-        if v == "fp16":
-            continue
-        base = scores.get(("fp16", rt)) or scores.get(REFERENCE)
-        if base is None:
-            continue
-        for task, d in tasks.items():
-            for metric, m in d["metrics"].items():
-                b = base.get(task, {}).get("metrics", {}).get(metric)
-                if b is None:
-                    continue
-                name = f"{task}:{metric}_delta_vs_fp16"
-                mine, theirs = (d.get("per_doc") or {}), (base.get(task, {}).get("per_doc") or {})
-                if metric in mine and metric in theirs and mine["doc_id"] == theirs["doc_id"]:
-                    e = mean_ci(np.asarray(mine[metric]) - np.asarray(theirs[metric]))
-                    rows.append(Row(v, rt, name, e.value, e.ci_low, e.ci_high, unit="task"))
-                    continue
-                delta = m["value"] - b["value"]
-                if m["stderr"] is not None and b["stderr"] is not None:
-                    half = 1.96 * float(np.hypot(m["stderr"], b["stderr"]))
-                    rows.append(Row(v, rt, name, delta, delta - half, delta + half, unit="task"))
-                else:
-                    rows.append(Row(v, rt, name, delta, unit="task"))
-    return rows
-
-
-def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
-             task_cells=(), bandwidth: dict | None = None) -> dict:
-    ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
-    rows: list[Row] = []
-    ppl: dict[tuple[str, str], float] = {}
-    cell_docs = []
-    for c in cells:
-        doc = {"variant": c.variant, "runtime": c.runtime,
-               "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
-               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported}
-        if c.ok:
-            m = variant_outcomes[c.variant].manifest
-            rows += cell_rows(c, ref, source.n_params, m.size_bytes, bandwidth)
-            r = c.result
-            if "window_nll" in r:
-                ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
-            doc.update({
-                "window_nll": r.get("window_nll"),
-                "window_ppl": [float(np.exp(x)) for x in r["window_nll"]] if "window_nll" in r else None,
-                "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
-                "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
-                "kld_percentiles": (r.get("kld") or {}).get("percentiles"),
-                "kld_per_token": (r.get("kld") or {}).get("per_token"),
-                "kld_top_k": (r.get("kld") or {}).get("top_k"),
-                "sanity_text": decode(source.path, r["sanity_tokens"][:8]) if r.get("sanity_tokens") else None,
-                "tokenizer_check": r.get("tokenizer_check"),
-                "speed": r.get("speed"),
-                "load_s": r.get("load_s"),
-                "eval_seconds": r.get("eval_seconds"),
-                "compute_dtype": r.get("compute_dtype"),
-                "versions": r.get("versions"),
-                "notes": r.get("notes", []),
-                "threads": r.get("threads"),
-                "serving": r.get("serving"),
-                "kld_method": (r.get("kld") or {}).get("method"),
-                "role": r.get("role", "measured"),
-                "peak_vram_bytes": r.get("peak_vram_bytes"),
-                "device": r.get("device", "cpu"),
-            })
-        cell_docs.append(doc)
-    task_scores = task_scores or {}
-    rows += task_rows(task_scores) + task_delta_rows(task_scores)
-    task_docs = []
-    for c in task_cells:
-        task_docs.append({"variant": c.variant, "runtime": c.runtime,
-                          "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
-                          "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
-                          "scores": task_scores.get((c.variant, c.runtime)),
-                          "seconds": c.result.get("tasks_seconds") if c.ok else None})
-    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
-    variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
-    flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
-    checks = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}, cfg.out / "work")
-    flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
-    broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
-    for d in cell_docs:
-        if (d["variant"], d["runtime"]) in broken:
-            d["status"] = "broken"
-    for d in cell_docs:
-        tc = d.get("tokenizer_check")
-        if tc and not tc["identical"]:
-            flags.append(Flag("warning", d["variant"], d["runtime"],
-                              f"the runtime's own tokenizer differs from the source tokenizer (first at token {tc['first_difference']}); "
-                              "scoring is unaffected (every runtime gets the same token ids), generation from text would differ"))
-    notes = list(source.notes) + list(cfg.notes)
-    for o in variant_outcomes.values():
-        if o.manifest:
-            notes += [f"{o.variant}: {n}" for n in o.manifest.notes]
-    if ref and ref.result.get("kld") is None and cfg.eval.kld_top_k > 0 and not cfg.synthetic:
-        k = cfg.eval.kld_top_k
-        notes.append(f"KL divergence is taken over fp16's top-{k} tokens plus one bucket for all others: "
-                     f"exact when k is the vocabulary size, otherwise a lower bound.")
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "quantcompare",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "run": {
-            "model_argument": cfg.model, "variants": list(cfg.variants), "eval": cfg.eval.as_dict(),
-            "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
-            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
-        },
-        "source": source.as_dict(),
-        "environment": {**environment.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
-        "windows": prepared.info,
-        "rows": [r.as_dict() for r in rows],
-        "cells": cell_docs,
-        "task_cells": task_docs,
-        "kernel_checks": checks,
-        "manifests": {v: o.manifest.as_dict() for v, o in variant_outcomes.items() if o.manifest},
-        "variant_errors": variant_errors,
-        "flags": [f.as_dict() for f in flags],
-        "notes": notes,
-    }
-
-
 def cached_bandwidth(work: Path, threads: int, console, device: str = "cpu") -> dict | None:
-    """Memory bandwidth for the decode roofline, measured once per run folder and thread count."""
-    import json
-
+    """Memory bandwidth for the decode roofline, measured once per machine and thread count (shared store)."""
     from evaluators.roofline import measure_bandwidth
 
-    f = work / (f"bandwidth-t{threads}.json" if device == "cpu" else f"bandwidth-{device}.json")
+    host = socket.gethostname()
+    f = store.area("machine") / (f"bandwidth-{host}-t{threads}.json" if device == "cpu" else f"bandwidth-{host}-{device}.json")
     try:
         return json.loads(f.read_text())
     except (OSError, ValueError):
@@ -319,22 +143,29 @@ def cached_bandwidth(work: Path, threads: int, console, device: str = "cpu") -> 
 
 def run_compare(cfg: RunConfig, console) -> int:
     t_start = time.time()
+    clock = StageClock()
+    clock.stages += installs()
     from harness.cells import cell_python
 
     for r in cfg.runtimes:
-        cell_python(r)  # a runtime's own environment must exist before anything is built
-    source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir)
+        cell_python(r, console.line)  # a runtime's own environment must exist (or be made) before anything is built
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    console.attach_log(cfg.out / "run.log")
+    with clock.stage("source (resolve; the default model is converted once)", "source"):
+        source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir)
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
     out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     text = cfg.eval_text or WIKITEXT_TEST
     calib = cfg.calibration or CALIBRATION_TEXT
-    prepared = prepare_windows(source, text, cfg.eval, work)
+    with clock.stage("windows (tokenize the evaluation text)", "windows"):
+        prepared = prepare_windows(source, text, cfg.eval, work)
     info = prepared.info
     console.line(f"[windows] {info['n_windows']} of {info['windows_available']} windows × {info['n_ctx']} tokens "
                  f"from {info['text_file']}, {info['scored_tokens']} scored tokens")
     variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console)
+    for v, o in variant_outcomes.items():
+        clock.add(f"build {v}", "build", o.wall_s, o.cached, o.error or "")
     if cfg.build_only:
         built = [v for v, o in variant_outcomes.items() if o.manifest]
         console.line(f"built {', '.join(built) or 'nothing'} under {out / 'artifacts'} (--build-only: nothing evaluated)")
@@ -345,31 +176,47 @@ def run_compare(cfg: RunConfig, console) -> int:
 
         console.line(f"[tasks] lm-eval {', '.join(cfg.tasks.tasks)}: {cfg.tasks.num_fewshot}-shot, "
                      f"limit {cfg.tasks.limit or 'none'}; preparing requests")
-        task_req = build_requests(cfg.tasks, source.path, work)
+        with clock.stage("lm-eval requests (built once, tokenized with the source tokenizer)", "tasks"):
+            task_req = build_requests(cfg.tasks, source.path, store.area("tasks"))
         console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
     jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req)
     all_cells = evaluate(jobs, out / "cells", cfg, console)
+    for c in all_cells:
+        what = "lm-eval" if c.kind == "tasks" else "evaluate"
+        clock.add(f"{what} {c.variant} × {c.runtime}", "tasks" if c.kind == "tasks" else "cell",
+                  c.run_s, c.cached, "" if c.ok or c.unsupported is None else "unsupported")
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
-    scores = score_task_cells(task_cells, task_req, work) if task_req else {}
+    with clock.stage("lm-eval metrics from the cells' scores", "tasks"):
+        scores = score_task_cells(task_cells, task_req, store.area("tasks")) if task_req else {}
     bandwidth = cached_bandwidth(work, cfg.eval.threads, console, cfg.eval.device)
-    results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth)
-    results["run"]["wall_s"] = round(time.time() - t_start, 1)
-    write_json_atomic(out / "results.json", results)
-    write_csv(out / "results.csv", results["rows"])
+    with clock.stage("results (assemble, checks)", "report"):
+        results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth)
+    t_report = time.time()
     try:
         from reports.html import write_report
         from reports.tables import terminal_table
     except ImportError as e:  # a bare GPU host may lack pandas/matplotlib: results.json is the record
+        write_report = terminal_table = None
         console.line(f"report not written here ({e}); render it elsewhere with `quantcompare report {out / 'results.json'}`")
-    else:
+    results["stages"] = clock.as_list()
+    results["run"]["wall_s"] = round(time.time() - t_start, 1)
+    if write_report:
+        write_report(results, out / "report.html")  # once to time it; again below with its own time in the table
+        clock.add("report (report.html)", "report", time.time() - t_report)
+        results["stages"] = clock.as_list()
+        results["run"]["wall_s"] = round(time.time() - t_start, 1)
         write_report(results, out / "report.html")
+    write_json_atomic(out / "results.json", results)
+    write_csv(out / "results.csv", results["rows"])
+    if terminal_table:
         console.line("")
         console.line(terminal_table(results))
     for f in results["flags"]:
         (console.alarm if f["level"] in ("broken", "error") else console.line)(
             f"{f['level'].upper()}: {f['variant']}{' × ' + f['runtime'] if f['runtime'] else ''}: {f['message']}")
-    console.line(f"\nwrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.html'} "
+    console.line("\nstages:\n" + summary(results["stages"]))
+    console.line(f"\nwrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.html'}, {out / 'run.log'} "
                  f"in {time.time() - t_start:.1f} s")
     bad = [f for f in results["flags"] if f["level"] in ("broken", "error")]
     return 1 if bad else 0

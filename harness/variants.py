@@ -1,11 +1,13 @@
-"""Build (or reuse from the cache) every variant artifact under OUT/artifacts/<variant>/."""
+"""Build (or reuse from the shared store) every variant artifact; OUT/artifacts/<variant> links to it."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import store
 from harness.errors import UserError
 from quantizers.base import BuildContext, Manifest, QuantizerError
 from quantizers.registry import make_quantizers
@@ -18,6 +20,7 @@ class VariantOutcome:
     manifest: Manifest | None
     cached: bool = False
     error: str | None = None
+    wall_s: float = 0.0  # time spent on it in this run
 
 
 def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console) -> dict[str, VariantOutcome]:
@@ -25,6 +28,7 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
     done: dict[str, tuple[Path, Manifest]] = {}
     outcomes: dict[str, VariantOutcome] = {}
     for q in make_quantizers(cfg.variants, cfg.awq):
+        t_variant = time.time()
         missing = [n for n in q.needs if n not in done]
         if missing:
             outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=f"needs {', '.join(missing)}, which failed")
@@ -32,7 +36,6 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
             continue
         ctx = BuildContext(source=source, upstream=dict(done), calibration=calibration, threads=cfg.eval.threads,
                            log=console.line, progress=console.progress)
-        folder = artifacts_dir / q.variant
         try:
             key = q.cache_key(ctx)
         except UserError:
@@ -41,17 +44,21 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
             outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=str(e))
             console.alarm(f"[{q.variant}] FAILED before building: {e}")
             continue
+        folder = store.artifact_slot(q.variant, key)
+        link = artifacts_dir / q.variant
         if not cfg.force and (folder / "manifest.json").is_file():
             try:
                 m = Manifest.load(folder)
                 if m.cache_key == key and (folder / m.artifact).exists():
                     console.line(f"[{q.variant}] cached artifact reused ({folder / m.artifact}, key {key[:12]})")
+                    store.touch(folder)
+                    store.link_into_run(folder, link)
                     done[q.variant] = (folder, m)
-                    outcomes[q.variant] = VariantOutcome(q.variant, folder, m, cached=True)
+                    outcomes[q.variant] = VariantOutcome(q.variant, folder, m, cached=True, wall_s=time.time() - t_variant)
                     continue
             except (OSError, ValueError, TypeError):
                 pass
-        tmp = artifacts_dir / f".{q.variant}.partial"
+        tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         console.line(f"[{q.variant}] building with {type(q).__name__} ...")
@@ -63,14 +70,18 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
             raise
         except (QuantizerError, OSError, ValueError, RuntimeError) as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=str(e))
+            outcomes[q.variant] = VariantOutcome(q.variant, None, None, error=str(e), wall_s=time.time() - t_variant)
             console.alarm(f"[{q.variant}] FAILED: {e}")
             continue
+        except BaseException:  # interrupted: nothing half-written stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         m.cache_key = key
         m.save(tmp)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
+        store.link_into_run(folder, link)
         console.line(f"[{q.variant}] done in {time.time() - t0:.1f} s, {m.size_bytes / 1e6:.1f} MB")
         done[q.variant] = (folder, m)
-        outcomes[q.variant] = VariantOutcome(q.variant, folder, m)
+        outcomes[q.variant] = VariantOutcome(q.variant, folder, m, wall_s=time.time() - t_variant)
     return outcomes

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from harness.errors import ToolMissing
-from harness.paths import venv_python
 from quantizers.awq_groups import choose_group_size
 from quantizers.base import BuildContext, Manifest, Quantizer, QuantizerError, file_sha256, folder_size, run_tool
 
@@ -27,10 +26,9 @@ _versions_cache: dict[str, dict[str, str]] = {}
 
 
 def backend_python(backend: str) -> Path:
-    py = venv_python(backend)
-    if not py.exists():
-        raise ToolMissing(f"the {backend} environment is missing ({py.parent.parent}); run `make setup`")
-    return py
+    from harness.envs import env_python
+
+    return env_python(backend)
 
 
 def backend_versions(backend: str) -> dict[str, str]:

@@ -67,6 +67,11 @@ def summary_frame(results: dict) -> pd.DataFrame:
         pre, dec = get("prefill_tok_s"), get("decode_tok_s")
         rec["prefill tok/s"] = _spread(*pre, ".1f" if pre[0] is None or pre[0] < 1000 else ".0f")
         rec["decode tok/s"] = _spread(*dec, ".1f")
+        cont = next(((c.get("speed") or {}).get("contention") for c in results["cells"]
+                     if (c["variant"], c["runtime"]) == (v, rt)), None)
+        if cont:
+            rec["machine quiet?"] = (f"NO: others used {cont['other_cores']:.2f} cores" if cont["contended"]
+                                     else f"yes ({cont['other_cores']:.2f} cores by others)")
         roof = get("decode_roofline_pct")[0]
         rec["decode % of roofline"] = "—" if roof is None else f"{roof:.0f}%"
         for metric in sorted({m for m in rows.metric if m.startswith("decode_tok_s_b")} if len(rows) else set(),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluators.backends.base import Generation, Runtime
+from evaluators.kld import RowLogprobs, SparseLogprobs, TopK
 
 
 class LlamaCppRuntime(Runtime):
@@ -66,6 +67,54 @@ class LlamaCppRuntime(Runtime):
 
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         return self.generate_batch([prompt], n_new)
+
+    TASK_BATCH_TOKENS = 1024  # tokens per llama_decode when scoring log-likelihood requests
+    TASK_BATCH_SEQS = 32
+
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+        """Log-likelihood requests packed into multi-sequence batches (a sequence id each, one
+        llama_decode per pack), logits only for each sequence's last `last` positions."""
+        if last is None:
+            return super().prompt_logprobs(seqs, k, last)
+        import llama_cpp
+        from llama_cpp import _internals
+
+        budget = max(self.TASK_BATCH_TOKENS, max(len(x) for x in seqs))
+        ctx = self._decode_context(budget, budget, self.TASK_BATCH_SEQS)
+        vocab = self._model().n_vocab()
+        out: list[SparseLogprobs | None] = [None] * len(seqs)
+        order = list(range(len(seqs)))
+        batch = _internals.LlamaBatch(n_tokens=budget, embd=0, n_seq_max=1, verbose=False)
+        try:
+            while order:
+                pack, used = [], 0
+                while order and len(pack) < self.TASK_BATCH_SEQS and used + len(seqs[order[0]]) - 1 <= budget:
+                    used += len(seqs[order[0]]) - 1
+                    pack.append(order.pop(0))
+                ctx.kv_cache_clear()
+                batch.batch.n_tokens = 0
+                rows_of = []
+                for sid, i in enumerate(pack):
+                    x = [int(t) for t in seqs[i][:-1]]
+                    r = min(last, len(x))
+                    start = batch.batch.n_tokens
+                    batch.add_sequence(x, sid, False)
+                    for j in range(len(x)):
+                        batch.batch.logits[start + j] = j >= len(x) - r
+                    rows_of.append(r)
+                ctx.decode(batch)
+                total = sum(rows_of)
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx.ctx), shape=(total, vocab))
+                at = 0
+                for i, r in zip(pack, rows_of):
+                    rows = RowLogprobs.from_logits(np.array(logits[at:at + r]))
+                    at += r
+                    top = TopK.from_rows(rows, k)
+                    tgt = np.asarray(seqs[i][len(seqs[i]) - r:], dtype=np.int64)
+                    out[i] = SparseLogprobs(rows.at(tgt), top.ids.astype(np.int64), top.logp.astype(np.float64))
+        finally:
+            batch.close()
+        return out
 
     def _decode_context(self, n_ctx: int, n_batch: int, n_seq: int):
         """A context of exactly n_ctx cells on the loaded model (no second copy of the weights), as

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from evaluators.backends.base import Generation, Runtime
+from evaluators.kld import RowLogprobs, SparseLogprobs, TopK
 
 
 class TorchDecodeMixin(Runtime):
@@ -24,6 +25,36 @@ class TorchDecodeMixin(Runtime):
 
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         return self.generate_batch([prompt], n_new)
+
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+        """Log-likelihood requests scored together: left-padded into one batch (position ids from the
+        mask, padding masked out), logits only for the last `last` positions, which line up across the
+        batch. Same numbers as one sequence at a time, up to float rounding."""
+        if last is None or len(seqs) == 1:
+            return super().prompt_logprobs(seqs, k, last)
+        torch = self.torch
+        inputs = [list(s[:-1]) for s in seqs]
+        width = max(len(x) for x in inputs)
+        pad = 0
+        ids = torch.full((len(inputs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(inputs), width), dtype=torch.long)
+        for i, x in enumerate(inputs):
+            ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
+            mask[i, width - len(x):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = min(last, width)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             position_ids=pos.to(self.device), use_cache=False, logits_to_keep=keep)
+            logits = out.logits.float().cpu().numpy()
+        res = []
+        for i, s in enumerate(seqs):
+            r = min(keep, len(inputs[i]))
+            rows = RowLogprobs.from_logits(logits[i, keep - r:])
+            top = TopK.from_rows(rows, k)
+            tgt = np.asarray(s[len(s) - r:], dtype=np.int64)
+            res.append(SparseLogprobs(rows.at(tgt), top.ids.astype(np.int64), top.logp.astype(np.float64)))
+        return res
 
     def weight_bytes(self) -> int | None:
         """Bytes of parameters and buffers (AWQ's packed weights are buffers), tied tensors counted once."""

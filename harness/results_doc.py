@@ -1,0 +1,213 @@
+"""The results document: rows (one per variant × runtime × metric, with CIs), per-window data of each
+cell, flags, kernel checks, manifests, environment and notes."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from evaluators.kernel_check import kernel_checks
+from evaluators.stats import mean_ci, paired_ppl_ratio_ci, ppl_ci
+from harness import environment
+from harness.cells import CellOutcome
+from harness.checks import Flag, check_cells
+from harness.evaluation_text import decode
+from harness.schema import SCHEMA_VERSION, Row
+
+REFERENCE = ("fp16", "transformers")
+
+
+def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int, bandwidth: dict | None = None) -> list[Row]:
+    r = c.result
+    v, rt = c.variant, c.runtime
+    rows = []
+    if "window_nll" in r:  # not in performance-only cells
+        p = ppl_ci(r["window_nll"])
+        rows.append(Row(v, rt, "ppl", p.value, p.ci_low, p.ci_high))
+    if (ref is not None and ref is not c and "window_nll" in r and "window_nll" in ref.result
+            and len(ref.result["window_nll"]) == len(r["window_nll"])):
+        q = paired_ppl_ratio_ci(r["window_nll"], ref.result["window_nll"])
+        rows.append(Row(v, rt, "ppl_ratio_vs_fp16", q.value, q.ci_low, q.ci_high))
+    k = r.get("kld")
+    if k:
+        m = mean_ci(k["per_window_mean"])
+        rows.append(Row(v, rt, "kld_mean", m.value, m.ci_low, m.ci_high))
+        for name in ("median", "p99", "max"):
+            rows.append(Row(v, rt, f"kld_{name}", k["summary"][name]))
+        t = mean_ci(k["top1_per_window"])
+        rows.append(Row(v, rt, "top1_agreement", t.value, t.ci_low, t.ci_high))
+    rows.append(Row(v, rt, "size_bytes", float(size)))
+    rows.append(Row(v, rt, "bits_per_weight", size * 8.0 / n_params))
+    rows.append(Row(v, rt, "peak_rss_bytes", float(r["peak_rss_bytes"])))
+    if r.get("peak_vram_bytes") is not None:
+        rows.append(Row(v, rt, "peak_vram_bytes", float(r["peak_vram_bytes"])))
+    sp = r.get("speed")
+    if sp:
+        for name in ("prefill", "decode"):
+            runs = sp[f"{name}_tok_s_runs"]
+            rows.append(Row(v, rt, f"{name}_tok_s", sp[f"{name}_tok_s"], min(runs), max(runs)))
+        for b, d in (sp.get("decode_batched") or {}).items():
+            rows.append(Row(v, rt, f"decode_tok_s_b{b}", d["tok_s"], min(d["runs"]), max(d["runs"])))
+        if sp.get("ttft_s") is not None:
+            rows.append(Row(v, rt, "ttft_s", sp["ttft_s"], min(sp["ttft_s_runs"]), max(sp["ttft_s_runs"]), unit="s"))
+    if "eval_tok_s" in r:
+        rows.append(Row(v, rt, "eval_tok_s", r["eval_tok_s"]))
+    wb = r.get("weight_bytes")
+    if wb and sp and bandwidth:
+        rows.append(Row(v, rt, "weight_bytes_per_token", float(wb)))
+        rows.append(Row(v, rt, "decode_roofline_pct", 100.0 * sp["decode_tok_s"] * wb / bandwidth["bytes_s"]))
+    for sv in r.get("serving") or []:
+        b = sv["batch"]
+        rows.append(Row(v, rt, f"output_tok_s_b{b}", sv["output_tok_s"]))
+        for name in ("ttft", "itl"):
+            rows.append(Row(v, rt, f"{name}_p50_s_b{b}", sv[f"{name}_p50_s"], unit="s"))
+            rows.append(Row(v, rt, f"{name}_p90_s_b{b}", sv[f"{name}_p90_s"], unit="s"))
+    return rows
+
+
+def task_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
+    """Accuracy rows (95% CI = ±1.96 stderr, as lm-eval reports stderr) and deltas vs fp16 on the same runtime
+    family (fp16 × transformers when the variant's runtime has no fp16 cell)."""
+    rows = []
+    for (v, rt), tasks in scores.items():
+        for task, d in tasks.items():
+            for metric, m in d["metrics"].items():
+                val, err = m["value"], m["stderr"]
+                lo, hi = (val - 1.96 * err, val + 1.96 * err) if err is not None else (None, None)
+                rows.append(Row(v, rt, f"{task}:{metric}", val, lo, hi, unit="task"))
+    return rows
+
+
+def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
+    """Accuracy change vs fp16, on the same runtime when fp16 ran there, else vs fp16 × transformers.
+    Paired by document (the same documents, so the CI is a t-interval of the per-document differences);
+    metrics without per-document outcomes get an unpaired, conservative CI from the two stderrs."""
+    rows = []
+    for (v, rt), tasks in scores.items():
+        if v == "fp16":
+            continue
+        base = scores.get(("fp16", rt)) or scores.get(REFERENCE)
+        if base is None:
+            continue
+        for task, d in tasks.items():
+            for metric, m in d["metrics"].items():
+                b = base.get(task, {}).get("metrics", {}).get(metric)
+                if b is None:
+                    continue
+                name = f"{task}:{metric}_delta_vs_fp16"
+                mine, theirs = (d.get("per_doc") or {}), (base.get(task, {}).get("per_doc") or {})
+                if metric in mine and metric in theirs and mine["doc_id"] == theirs["doc_id"]:
+                    e = mean_ci(np.asarray(mine[metric]) - np.asarray(theirs[metric]))
+                    rows.append(Row(v, rt, name, e.value, e.ci_low, e.ci_high, unit="task"))
+                    continue
+                delta = m["value"] - b["value"]
+                if m["stderr"] is not None and b["stderr"] is not None:
+                    half = 1.96 * float(np.hypot(m["stderr"], b["stderr"]))
+                    rows.append(Row(v, rt, name, delta, delta - half, delta + half, unit="task"))
+                else:
+                    rows.append(Row(v, rt, name, delta, unit="task"))
+    return rows
+
+
+def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
+             task_cells=(), bandwidth: dict | None = None) -> dict:
+    ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
+    rows: list[Row] = []
+    ppl: dict[tuple[str, str], float] = {}
+    cell_docs = []
+    for c in cells:
+        doc = {"variant": c.variant, "runtime": c.runtime,
+               "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
+               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported}
+        if c.ok:
+            m = variant_outcomes[c.variant].manifest
+            rows += cell_rows(c, ref, source.n_params, m.size_bytes, bandwidth)
+            r = c.result
+            if "window_nll" in r:
+                ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
+            doc.update({
+                "window_nll": r.get("window_nll"),
+                "window_ppl": [float(np.exp(x)) for x in r["window_nll"]] if "window_nll" in r else None,
+                "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
+                "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
+                "kld_percentiles": (r.get("kld") or {}).get("percentiles"),
+                "kld_per_token": (r.get("kld") or {}).get("per_token"),
+                "kld_top_k": (r.get("kld") or {}).get("top_k"),
+                "sanity_text": decode(source.path, r["sanity_tokens"][:8]) if r.get("sanity_tokens") else None,
+                "tokenizer_check": r.get("tokenizer_check"),
+                "speed": r.get("speed"),
+                "load_s": r.get("load_s"),
+                "eval_seconds": r.get("eval_seconds"),
+                "compute_dtype": r.get("compute_dtype"),
+                "versions": r.get("versions"),
+                "notes": r.get("notes", []),
+                "threads": r.get("threads"),
+                "serving": r.get("serving"),
+                "kld_method": (r.get("kld") or {}).get("method"),
+                "role": r.get("role", "measured"),
+                "peak_vram_bytes": r.get("peak_vram_bytes"),
+                "device": r.get("device", "cpu"),
+            })
+        cell_docs.append(doc)
+    task_scores = task_scores or {}
+    rows += task_rows(task_scores) + task_delta_rows(task_scores)
+    task_docs = []
+    for c in task_cells:
+        task_docs.append({"variant": c.variant, "runtime": c.runtime,
+                          "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
+                          "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
+                          "scores": task_scores.get((c.variant, c.runtime)),
+                          "seconds": c.result.get("tasks_seconds") if c.ok else None})
+    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
+    variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
+    flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
+    checks = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}, cfg.out / "work")
+    flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
+    broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
+    for d in cell_docs:
+        if (d["variant"], d["runtime"]) in broken:
+            d["status"] = "broken"
+    for d in cell_docs:
+        cont = (d.get("speed") or {}).get("contention") or {}
+        if cont.get("contended"):
+            flags.append(Flag("warning", d["variant"], d["runtime"],
+                              f"speed measured while other processes competed for the cores (others used "
+                              f"{cont['other_cores']:.2f} cores on average, {cont['steal_pct']:.1f}% stolen, load "
+                              f"{cont.get('loadavg_before')} -> {cont.get('loadavg_after')}): its speed figures are not reliable"))
+    for d in cell_docs:
+        tc = d.get("tokenizer_check")
+        if tc and not tc["identical"]:
+            flags.append(Flag("warning", d["variant"], d["runtime"],
+                              f"the runtime's own tokenizer differs from the source tokenizer (first at token {tc['first_difference']}); "
+                              "scoring is unaffected (every runtime gets the same token ids), generation from text would differ"))
+    notes = list(source.notes) + list(cfg.notes)
+    for o in variant_outcomes.values():
+        if o.manifest:
+            notes += [f"{o.variant}: {n}" for n in o.manifest.notes]
+    if ref and ref.result.get("kld") is None and cfg.eval.kld_top_k > 0 and not cfg.synthetic:
+        k = cfg.eval.kld_top_k
+        notes.append(f"KL divergence is taken over fp16's top-{k} tokens plus one bucket for all others: "
+                     f"exact when k is the vocabulary size, otherwise a lower bound.")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "quantcompare",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": {
+            "model_argument": cfg.model, "variants": list(cfg.variants), "eval": cfg.eval.as_dict(),
+            "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
+            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
+        },
+        "source": source.as_dict(),
+        "environment": {**environment.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
+        "windows": prepared.info,
+        "rows": [r.as_dict() for r in rows],
+        "cells": cell_docs,
+        "task_cells": task_docs,
+        "kernel_checks": checks,
+        "manifests": {v: o.manifest.as_dict() for v, o in variant_outcomes.items() if o.manifest},
+        "variant_errors": variant_errors,
+        "flags": [f.as_dict() for f in flags],
+        "notes": notes,
+    }
+
+

@@ -1,0 +1,111 @@
+"""One content-addressed cache for everything a run computes, shared by every run on the machine:
+variant artifacts (by their cache key: source hash, recipe, tool versions, upstream keys), evaluation
+cells (by artifact key, settings and evaluator code), fp16 reference top-k files, lm-eval requests and
+scores. A run folder links to what it used (OUT/artifacts/<variant> -> the store) and keeps copies of
+its cell results, so it stays readable. Entries are written under a temporary name and renamed into
+place, so a killed run never leaves half an entry where a later run would take it for whole.
+
+Location: $QC_STORE_DIR, else <user cache>/quantcompare/store (`quantcompare cache ls|prune`)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.paths import cache_dir
+
+KINDS = ("artifacts", "cells", "references", "tasks", "machine")
+
+
+def store_dir() -> Path:
+    return Path(os.environ.get("QC_STORE_DIR") or cache_dir() / "store")
+
+
+def area(kind: str) -> Path:
+    d = store_dir() / kind
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def artifact_slot(variant: str, key: str) -> Path:
+    return area("artifacts") / f"{variant}-{key[:20]}"
+
+
+def cell_file(key: str) -> Path:
+    return area("cells") / f"{key[:32]}.json"
+
+
+def touch(path: Path) -> None:
+    """Mark an entry as used now (prune removes the least recently used)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def link_into_run(target: Path, link: Path) -> None:
+    """OUT/artifacts/<variant> -> the store entry (a symlink; a copy where links are not possible)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)
+    try:
+        link.symlink_to(target, target_is_directory=target.is_dir())
+    except OSError:
+        shutil.copytree(target, link) if target.is_dir() else shutil.copy2(target, link)
+
+
+def write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
+
+
+@dataclass
+class Entry:
+    kind: str
+    name: str
+    path: Path
+    bytes: int
+    last_used: float
+
+
+def _size(p: Path) -> int:
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def entries() -> list[Entry]:
+    out = []
+    for kind in KINDS:
+        d = store_dir() / kind
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.name.startswith("."):
+                continue
+            out.append(Entry(kind, p.name, p, _size(p), p.stat().st_mtime))
+    return out
+
+
+def prune(older_than_days: float | None = None, max_bytes: int | None = None, everything: bool = False) -> list[Entry]:
+    """Remove entries not used for `older_than_days`, then the least recently used ones until the store
+    holds at most `max_bytes`; or all of it. Returns what was removed."""
+    items = sorted(entries(), key=lambda e: e.last_used)
+    gone = []
+    now = time.time()
+    total = sum(e.bytes for e in items)
+    for e in items:
+        old = older_than_days is not None and now - e.last_used > older_than_days * 86400
+        big = max_bytes is not None and total > max_bytes
+        if everything or old or big:
+            shutil.rmtree(e.path, ignore_errors=True) if e.path.is_dir() else e.path.unlink(missing_ok=True)
+            total -= e.bytes
+            gone.append(e)
+    return gone
