@@ -158,7 +158,10 @@ def _requests_key(settings: TaskSettings, tokenizer_dir: Path) -> str:
     from importlib import metadata
 
     h = hashlib.sha256(json.dumps(settings.as_dict(), sort_keys=True).encode())
-    h.update(metadata.version("lm-eval").encode())
+    try:
+        h.update(metadata.version("lm-eval").encode())
+    except metadata.PackageNotFoundError:
+        raise UserError("lm-eval is not installed in this environment; run `make setup`") from None
     for f in sorted(TASK_DATA.rglob("*")) + sorted(Path(tokenizer_dir).glob("tokenizer*")):
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
@@ -168,10 +171,6 @@ def _requests_key(settings: TaskSettings, tokenizer_dir: Path) -> str:
 def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> TaskRequests:
     """Run lm-eval once with the recording LM and tokenize its requests with the source tokenizer
     (cached in work/tasks by everything the requests depend on)."""
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError as e:
-        raise UserError(f"lm-eval is not installed in this environment ({e}); run `make setup`") from None
     key = _requests_key(settings, tokenizer_dir)
     cache = work / "tasks" / f"requests-{key[:16]}.cache.json"
     try:
@@ -181,6 +180,10 @@ def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> T
             return TaskRequests(settings, [tuple(p) for p in doc["pairs"]], path, doc["sha256"])
     except (OSError, ValueError, KeyError):
         pass
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"lm-eval is not installed in this environment ({e}); run `make setup`") from None
     from transformers import AutoTokenizer
 
     RecordingLM, _ = _lm_classes()

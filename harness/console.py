@@ -22,6 +22,7 @@ class Console:
         self.tty = stream.isatty()
         self._inline = False
         self._log = None
+        self._early: list[str] = []  # lines before the log is attached (written to it on attach)
         self._started: dict[str, tuple[float, int]] = {}  # progress key -> (first seen, count then)
         self._last_line: dict[str, float] = {}
 
@@ -30,11 +31,18 @@ class Console:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(path, "a", encoding="utf-8")
         self._log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+        for line in self._early:
+            self._log.write(line)
+        self._early = []
+        self._log.flush()
 
     def _to_log(self, msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}\n"
         if self._log:
-            self._log.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+            self._log.write(line)
             self._log.flush()
+        else:
+            self._early.append(line)
 
     def _end_inline(self) -> None:
         if self._inline:

@@ -149,8 +149,6 @@ def run_compare(cfg: RunConfig, console) -> int:
 
     for r in cfg.runtimes:
         cell_python(r, console.line)  # a runtime's own environment must exist (or be made) before anything is built
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    console.attach_log(cfg.out / "run.log")
     with clock.stage("source (resolve; the default model is converted once)", "source"):
         source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir)
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
@@ -161,6 +159,7 @@ def run_compare(cfg: RunConfig, console) -> int:
     with clock.stage("windows (tokenize the evaluation text)", "windows"):
         prepared = prepare_windows(source, text, cfg.eval, work)
     info = prepared.info
+    console.attach_log(out / "run.log")  # once the inputs are known good: a refused run leaves OUT as it was
     console.line(f"[windows] {info['n_windows']} of {info['windows_available']} windows × {info['n_ctx']} tokens "
                  f"from {info['text_file']}, {info['scored_tokens']} scored tokens")
     variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from awq_groups import choose_group_size  # noqa: E402
+from awq_fast_clip import patch_fast_clip  # noqa: E402
 from hf_config_compat import legacy_view  # noqa: E402
 
 
@@ -80,6 +81,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="cpu: calibrate in float32; cuda: AutoAWQ's GPU path in float16")
     ap.add_argument("--scale-only", action="store_true", help="apply AWQ scales only (export_compatible, no clip): a no-op on the model's function")
     ap.add_argument("--no-cpu-fix", action="store_true", help="run AutoAWQ unpatched (to reproduce the CPU bug)")
+    ap.add_argument("--slow-clip", action="store_true", help="AutoAWQ's own clip search (broadcast products; 30x slower on CPU)")
     args = ap.parse_args()
 
     import torch
@@ -96,6 +98,8 @@ def main() -> int:
     on_cpu = args.device == "cpu"
     if on_cpu and not args.no_cpu_fix:
         patch_cpu_snapshot_alias(AwqQuantizer)
+    if not args.slow_clip:
+        patch_fast_clip(AwqQuantizer)  # same search as batched matmuls (quantizers/awq_fast_clip.py)
     if not on_cpu and not torch.cuda.is_available():
         print(f"ERROR --device {args.device}: no GPU visible to torch", file=sys.stderr)
         return 2
@@ -138,6 +142,7 @@ def main() -> int:
         "quant_config": quant_config,
         "calib_blocks": int(recipe["calib_samples"]),
         "cpu_snapshot_fix": on_cpu and not args.no_cpu_fix,
+        "fast_clip": not args.slow_clip,
         "device": args.device,
         "config_for_transformers_4": config_changes,
         "scale_only": args.scale_only,

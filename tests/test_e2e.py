@@ -17,8 +17,9 @@ FAST_ARGS = ["--windows", "3", "--awq-calib-samples", "16", "--awq-calib-seq-len
              "--serving-batches", "1,4"]
 
 
-def compare(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+def compare(model: Path, out: Path, *extra: str, store: Path | None = None) -> subprocess.CompletedProcess:
+    """A run with its own shared store (beside OUT unless given), so tests do not reuse each other's work."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", QC_STORE_DIR=str(store or out.parent / "store"))
     cmd = [sys.executable, "-m", "harness.cli", "compare", "--model", str(model), "--out", str(out), *FAST_ARGS, *extra]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1500)
 
@@ -75,6 +76,31 @@ def test_compare_tiny_llama_then_cached_rerun(tiny_llama, tmp_path):
     assert "building" not in p2.stdout
     assert time.time() - t0 < 60
     assert again["rows"] == first["rows"]
+
+
+@pytest.mark.slow
+def test_second_run_elsewhere_reuses_the_shared_store(tiny_llama, tmp_path):
+    """Another OUT on the same machine builds nothing and evaluates nothing again, and says so; the
+    stage table is in results.json and the report, progress and lines in OUT/run.log."""
+    store = tmp_path / "store"
+    first = compare(tiny_llama, tmp_path / "a", "--variants", "fp16,gguf-q4_k_m", "--tasks", "piqa", store=store)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    t0 = time.time()
+    p = compare(tiny_llama, tmp_path / "b", "--variants", "fp16,gguf-q4_k_m", "--tasks", "piqa", store=store)
+    elapsed = time.time() - t0
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "building" not in p.stdout and p.stdout.count("cached artifact reused") == 3
+    assert p.stdout.count("cached result reused") == 6  # 3 quality + 3 task cells
+    assert elapsed < 30
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    stages = {s["name"]: s for s in results["stages"]}
+    assert stages["build gguf-q4_k_m"]["cached"] and stages["evaluate fp16 × transformers"]["cached"]
+    assert (tmp_path / "b" / "artifacts" / "gguf-q4_k_m").resolve().parent == (store / "artifacts").resolve()
+    assert "Where the time went" in (tmp_path / "b" / "report.html").read_text()
+    log = (tmp_path / "a" / "run.log").read_text()
+    assert "[gguf-q4_k_m] building" in log and "window" in log and "stages:" in log
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert [r for r in a["rows"] if r["metric"] == "ppl"] == [r for r in results["rows"] if r["metric"] == "ppl"]
 
 
 @pytest.mark.slow

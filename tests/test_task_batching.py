@@ -9,9 +9,9 @@ def test_batched_requests_match_single_scoring(tiny_llama):
     rt.load(tiny_llama, "hf-safetensors", 2, 256)
     rng = np.random.default_rng(0)
     seqs = [[int(t) for t in rng.integers(3, 40000, size=n)] for n in (5, 40, 17, 64, 2)]
-    last = 6
-    batched = rt.prompt_logprobs(seqs, 3, last=last)
-    for s, b in zip(seqs, batched):
+    lasts = [6, 3, 9, 1, 6]
+    batched = rt.prompt_logprobs(seqs, 3, last=lasts)
+    for s, b, last in zip(seqs, batched, lasts):
         (one,) = rt.prompt_logprobs([s], 3, last=last)
         assert b.target_logp.shape == one.target_logp.shape == (min(last, len(s) - 1),)
         np.testing.assert_allclose(b.target_logp, one.target_logp, atol=2e-4)
@@ -37,9 +37,10 @@ rt = LlamaCppRuntime(); rt.load(Path({str(gguf)!r}), "gguf", 2, 256)
 rng = np.random.default_rng(0)
 seqs = [[int(t) for t in rng.integers(3, 40000, size=n)] for n in (5, 40, 17, 64, 2, 200, 150)]
 rt.TASK_BATCH_TOKENS = 256
-batched = rt.prompt_logprobs(seqs, 3, last=6)
-for s, b in zip(seqs, batched):
-    one = super(LlamaCppRuntime, rt).prompt_logprobs([s], 3, last=6)[0]
+lasts = [6, 2, 9, 6, 1, 30, 6]
+batched = rt.prompt_logprobs(seqs, 3, last=lasts)
+for s, b, last in zip(seqs, batched, lasts):
+    one = super(LlamaCppRuntime, rt).prompt_logprobs([s], 3, last=last)[0]
     assert b.target_logp.shape == one.target_logp.shape, (b.target_logp.shape, one.target_logp.shape)
     assert np.abs(b.target_logp - one.target_logp).max() < 2e-2, np.abs(b.target_logp - one.target_logp).max()
 print("OK")

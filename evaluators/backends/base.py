@@ -42,11 +42,13 @@ class Runtime(ABC):
         asks for none there); the array may be a view that the next call overwrites."""
         raise NotImplementedError(f"{self.name} does not return full logits")
 
-    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | list[int] | None = None) -> list[SparseLogprobs]:
         """For each sequence: entry i gives log p(ids[i+1] | ids[:i+1]) and the top-k at i, for
-        every position, or for the `last` positions only (what log-likelihood requests need)."""
+        every position, or for its `last` positions only (what log-likelihood requests need; one
+        count for all sequences or one per sequence)."""
         out = []
-        for ids in seqs:
+        lasts = last if isinstance(last, list) else [last] * len(seqs)
+        for ids, last in zip(seqs, lasts):
             keep = 0 if last is None else max(0, len(ids) - 1 - last)
             # the last token is only a target: n-1 input tokens (as lm-eval's HF model feeds them)
             rows = RowLogprobs.from_logits(self.logits(np.asarray(ids[:-1]), keep_from=keep))

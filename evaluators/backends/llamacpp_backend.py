@@ -71,7 +71,7 @@ class LlamaCppRuntime(Runtime):
     TASK_BATCH_TOKENS = 1024  # tokens per llama_decode when scoring log-likelihood requests
     TASK_BATCH_SEQS = 32
 
-    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | list[int] | None = None) -> list[SparseLogprobs]:
         """Log-likelihood requests packed into multi-sequence batches (a sequence id each, one
         llama_decode per pack), logits only for each sequence's last `last` positions."""
         if last is None:
@@ -79,6 +79,7 @@ class LlamaCppRuntime(Runtime):
         import llama_cpp
         from llama_cpp import _internals
 
+        lasts = last if isinstance(last, list) else [last] * len(seqs)
         budget = max(self.TASK_BATCH_TOKENS, max(len(x) for x in seqs))
         ctx = self._decode_context(budget, budget, self.TASK_BATCH_SEQS)
         vocab = self._model().n_vocab()
@@ -96,7 +97,7 @@ class LlamaCppRuntime(Runtime):
                 rows_of = []
                 for sid, i in enumerate(pack):
                     x = [int(t) for t in seqs[i][:-1]]
-                    r = min(last, len(x))
+                    r = min(lasts[i], len(x))
                     start = batch.batch.n_tokens
                     batch.add_sequence(x, sid, False)
                     for j in range(len(x)):

@@ -26,31 +26,32 @@ class TorchDecodeMixin(Runtime):
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         return self.generate_batch([prompt], n_new)
 
-    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | list[int] | None = None) -> list[SparseLogprobs]:
         """Log-likelihood requests scored together: left-padded into one batch (position ids from the
-        mask, padding masked out), logits only for the last `last` positions, which line up across the
-        batch. Same numbers as one sequence at a time, up to float rounding."""
+        mask, padding masked out); the output head runs only on each sequence's last positions. Same
+        numbers as one sequence at a time, up to float rounding."""
         if last is None or len(seqs) == 1:
             return super().prompt_logprobs(seqs, k, last)
         torch = self.torch
+        lasts = last if isinstance(last, list) else [last] * len(seqs)
         inputs = [list(s[:-1]) for s in seqs]
         width = max(len(x) for x in inputs)
-        pad = 0
-        ids = torch.full((len(inputs), width), pad, dtype=torch.long)
+        ids = torch.zeros((len(inputs), width), dtype=torch.long)
         mask = torch.zeros((len(inputs), width), dtype=torch.long)
         for i, x in enumerate(inputs):
             ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
             mask[i, width - len(x):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        keep = min(last, width)
+        rows_of = [min(n, len(x)) for n, x in zip(lasts, inputs)]
         with torch.inference_mode():
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=pos.to(self.device), use_cache=False, logits_to_keep=keep)
-            logits = out.logits.float().cpu().numpy()
-        res = []
-        for i, s in enumerate(seqs):
-            r = min(keep, len(inputs[i]))
-            rows = RowLogprobs.from_logits(logits[i, keep - r:])
+            hidden = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                              position_ids=pos.to(self.device), use_cache=False).last_hidden_state
+            picked = torch.cat([hidden[i, width - r:] for i, r in enumerate(rows_of)])
+            logits = self.model.get_output_embeddings()(picked).float().cpu().numpy()
+        res, at = [], 0
+        for s, r in zip(seqs, rows_of):
+            rows = RowLogprobs.from_logits(logits[at:at + r])
+            at += r
             top = TopK.from_rows(rows, k)
             tgt = np.asarray(s[len(s) - r:], dtype=np.int64)
             res.append(SparseLogprobs(rows.at(tgt), top.ids.astype(np.int64), top.logp.astype(np.float64)))

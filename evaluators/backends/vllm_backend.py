@@ -136,7 +136,7 @@ class VllmRuntime(Runtime):
 
         return SamplingParams(temperature=0.0, seed=0, **kw)
 
-    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | None = None) -> list[SparseLogprobs]:
+    def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | list[int] | None = None) -> list[SparseLogprobs]:
         from vllm.inputs import TokensPrompt
 
         k = min(k, self.max_logprobs)
