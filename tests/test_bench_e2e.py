@@ -16,11 +16,18 @@ TOOLS = ROOT / ".cache" / "llama.cpp-build" / "bin"
 def test_bench_tiny_llama(tiny_llama, tmp_path):
     if not (TOOLS / "llama-perplexity").is_file():
         pytest.fail("llama.cpp tools missing: run `make tools`")
+    # a compare first: the bench then builds no variant (one shared store per machine)
+    from tests.test_e2e import compare
+
+    store = tmp_path / "store"
+    c = compare(tiny_llama, tmp_path / "run", "--variants", "fp16,gguf-q4_k_m", "--tasks", "none", store=store)
+    assert c.returncode == 0, c.stdout[-2000:] + c.stderr[-2000:]
     out = tmp_path / "bench"
     cmd = [sys.executable, "-m", "harness.cli", "bench", "--model", str(tiny_llama), "--out", str(out),
            "--tools", str(TOOLS), "--windows", "4", "--n-ctx", "256", "--prefill-tokens", "128", "--decode-tokens", "32", "--rounds", "1"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=dict(os.environ, HF_HUB_OFFLINE="1", QC_STORE_DIR=str(store)))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "building" not in p.stdout and p.stdout.count("cached artifact reused") == 3
     assert p.stdout.strip().splitlines()[-2].startswith("BENCH ")
     b = json.loads((out / "bench.json").read_text())
     assert set(b) >= {"perplexity", "kld", "prefill", "decode", "roofline"}
