@@ -25,7 +25,7 @@ VLLM_RUNTIMES := transformers,llama.cpp,vllm
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-llmcompressor setup-vllm tools bench compare gate test test-fast clean distclean
+.PHONY: setup setup-llmcompressor setup-vllm tools bench compare gate test test-fast faults clean distclean
 
 # What the default run needs; llm-compressor, vLLM and llama.cpp's tools are made on first use.
 setup: $(MAIN_STAMP) $(AWQ_STAMP)
@@ -101,6 +101,11 @@ gate: $(MAIN_STAMP)
 
 test: setup setup-vllm tools
 	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)
+
+# The fault battery alone (bad inputs, damaged caches, interrupted and concurrent runs, full disks);
+# it also runs inside `make test`. Ends with "N passed, N failed".
+faults: setup
+	$(BIN)/python -m tests.faults.run $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow" tests $(PYTEST_ARGS)

@@ -298,9 +298,20 @@ def _write(out_path: Path, result: dict) -> None:
     tmp.replace(out_path)
 
 
+def _injected_fault(spec: dict) -> None:
+    """The fault battery's hook (tests/faults): QC_FAULT_CELL="variant|runtime|kill" makes that cell die
+    as the kernel's out-of-memory killer would end it; "raise" makes it crash with an exception."""
+    want = os.environ.get("QC_FAULT_CELL", "").split("|")
+    if len(want) == 3 and want[:2] == [spec.get("variant"), spec.get("runtime")] and spec.get("kind", "quality") == "quality":
+        if want[2] == "kill":
+            os.kill(os.getpid(), 9)
+        raise MemoryError("injected fault: cannot allocate memory")
+
+
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[1]), Path(argv[2])
     spec = json.loads(spec_path.read_text())
+    _injected_fault(spec)
     if spec.get("runtime") != "llama.cpp":
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluators.backends import RUNTIME_VENV
 from harness import store
-from harness.paths import REPO_ROOT
+from harness.paths import REPO_ROOT, die_with_parent
 
 EVALUATOR_DIR = REPO_ROOT / "evaluators"
 
@@ -157,6 +157,7 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         proc = subprocess.Popen(
             [cell_python(job.runtime), "-m", "evaluators.cell", str(spec_file), str(result_file)],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         reader = threading.Thread(target=_relay, args=(proc.stdout, console, label), daemon=True)
         reader.start()

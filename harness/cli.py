@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -23,6 +24,7 @@ def _slug(model: str | None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantcompare", description="Quantize one FP16 LLM into GGUF Q4_K_M and AWQ INT4 and measure every variant fairly.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="quantize, evaluate, write results.json/csv and report.html")
     c.add_argument("--model", default=None, help="local HF model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
@@ -65,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check each quantized runtime's logits on this many tokens against the dequantized weights (0: off)")
     c.add_argument("--note", action="append", default=[], help="a statement the report must carry (repeatable)")
     c.add_argument("--build-only", action="store_true", help="build (or reuse) the variants, evaluate nothing")
+    c.add_argument("--trust-remote-code", action="store_true",
+                   help="accept a source that ships its own modelling code (auto_map); transformers' built-in implementation reads it")
+    c.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickle .bin weights (read with torch's weights-only loader, rewritten as safetensors)")
     c.add_argument("--gate", type=Path, default=None, metavar="POLICY",
                    help="after the run, gate it with this policy ('default' for the shipped one); the exit code is the verdict's")
     g = sub.add_parser("gate", help="decide, with paired statistics, whether each variant may ship (exit 0 pass, 1 fail, 3 inconclusive)")
@@ -159,7 +165,8 @@ def config_from_args(a) -> RunConfig:
     out = a.out or Path("runs") / slug
     return RunConfig(model=a.model, out=out, variants=variants, runtimes=runtimes, eval=settings, tasks=task_settings, awq=awq,
                      calibration=a.calib, eval_text=a.eval_text, force=a.force, synthetic=a.synthetic_weights,
-                     tokenizer_dir=a.tokenizer, notes=tuple(a.note), build_only=a.build_only)
+                     tokenizer_dir=a.tokenizer, notes=tuple(a.note), build_only=a.build_only,
+                     trust_remote_code=a.trust_remote_code, allow_pickle=a.allow_pickle)
 
 
 def cache_command(a) -> int:
@@ -239,16 +246,31 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_bench(bench_config(args), args.tools, Console(), rounds=args.rounds)
     except UserError as e:
+        if args.debug:
+            raise
         print(f"quantcompare: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("quantcompare: interrupted; earlier results are untouched (files are replaced only when complete)", file=sys.stderr)
         return 130
     except OSError as e:
-        if e.errno == 28:
-            print(f"quantcompare: error: disk full: {e.filename or ''}", file=sys.stderr)
+        if args.debug:
+            raise
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            print(f"quantcompare: error: no space left for {e.filename or 'a file'} ({e.strerror}); free some disk "
+                  "(`quantcompare cache prune`) and run again: finished work is kept and reused", file=sys.stderr)
             return 2
-        raise
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
+            print(f"quantcompare: error: cannot write {e.filename or ''}: {e.strerror}", file=sys.stderr)
+            return 2
+        print(f"quantcompare: error: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug or an unforeseen fault: one line, the traceback only when asked for
+        if args.debug:
+            raise
+        print(f"quantcompare: internal error: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -132,3 +132,5 @@ class RunConfig:
     tokenizer_dir: Path | None = None  # tokenizer for the synthetic model (default: the embedded SmolLM2 one)
     notes: tuple[str, ...] = ()  # statements the run's report must carry (e.g. a runtime that could not be run)
     build_only: bool = False  # build the variants and stop
+    trust_remote_code: bool = False  # accept a source with auto_map (its code is still not run)
+    allow_pickle: bool = False  # read pickle .bin weights with torch's weights-only loader

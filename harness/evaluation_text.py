@@ -86,3 +86,50 @@ def decode(source_path: Path, ids: list[int]) -> str:
 
         return Tokenizer.from_file(str(tj)).decode(ids, skip_special_tokens=False)
     return _tokenizer(source_path).decode(ids, skip_special_tokens=False)
+
+
+def calibration_texts(calib_file: Path) -> list[str]:
+    """The calibration texts of a .txt (a line each) or .jsonl (a 'text' field each) file."""
+    try:
+        raw = calib_file.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the calibration file '{calib_file}': {e.strerror or e}") from None
+    if b"\x00" in raw[:65536]:
+        raise UserError(f"calibration file '{calib_file}' is binary, not text (.txt lines or .jsonl with a 'text' field)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"calibration file '{calib_file}' is not UTF-8 text") from None
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                out.append(str(json.loads(line)["text"]))
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"calibration file '{calib_file}', line {i}: not a JSON object with a 'text' field") from None
+        else:
+            out.append(line)
+    return out
+
+
+def check_calibration(calib_file: Path, source, cfg) -> None:
+    """Refuse calibration text that cannot make one AWQ / imatrix sample, before anything is built."""
+    if not any(v.startswith("awq") or v.endswith("-imatrix") for v in cfg.variants) or cfg.synthetic:
+        return
+    texts = calibration_texts(calib_file)
+    if not texts:
+        raise UserError(f"calibration file '{calib_file}' holds no text")
+    tj = Path(source.path) / "tokenizer.json"
+    if not tj.is_file():
+        return
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tj))
+    n = sum(len(e.ids) for e in tok.encode_batch(texts[:2000], add_special_tokens=False))
+    need = cfg.awq.calib_seq_len
+    if n < need:
+        raise UserError(f"calibration file '{calib_file}' has {n} tokens, fewer than one calibration sample "
+                        f"({need} tokens, --awq-calib-seq-len); give more text")

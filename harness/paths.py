@@ -26,3 +26,15 @@ def cache_dir() -> Path:
 def venv_python(name: str) -> Path:
     """Python interpreter of the tool environment `name` (autoawq, llmcompressor)."""
     return VENVS_DIR / name / "bin" / "python"
+
+
+def die_with_parent() -> None:
+    """preexec_fn for tool and cell subprocesses: the kernel kills them when the harness dies (a killed
+    run leaves no orphan computing on, or writing where a resumed run works). Linux; elsewhere a no-op."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

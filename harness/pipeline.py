@@ -12,7 +12,9 @@ from harness import store
 from harness.cell_options import add_device_options, needs_dequant_reference
 from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
 from harness.config import RunConfig
-from harness.evaluation_text import prepare_windows
+from harness.errors import UserError
+from harness.evaluation_text import check_calibration, prepare_windows
+from harness.lock import RunLock
 from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.results_doc import REFERENCE, assemble
 from harness.schema import write_csv, write_json_atomic
@@ -150,12 +152,29 @@ def run_compare(cfg: RunConfig, console) -> int:
     for r in cfg.runtimes:
         cell_python(r, console.line)  # a runtime's own environment must exist (or be made) before anything is built
     with clock.stage("source (resolve; the default model is converted once)", "source"):
-        source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir)
+        source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir,
+                                trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
+    calib = cfg.calibration or CALIBRATION_TEXT
+    check_calibration(calib, source, cfg)
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder '{cfg.out}': {e.strerror or e}") from None
+    try:
+        lock = RunLock(cfg.out, console.line).acquire()
+    except OSError as e:
+        raise UserError(f"cannot write into the output folder '{cfg.out}': {e.strerror or e}") from None
+    try:
+        return _compare(cfg, console, clock, source, calib, t_start)
+    finally:
+        lock.release()
+
+
+def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_start: float) -> int:
     out = cfg.out
     work = out / "work"
     text = cfg.eval_text or WIKITEXT_TEST
-    calib = cfg.calibration or CALIBRATION_TEXT
     with clock.stage("windows (tokenize the evaluation text)", "windows"):
         prepared = prepare_windows(source, text, cfg.eval, work)
     info = prepared.info

@@ -87,9 +87,14 @@ def _clean(obj):
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    """Write beside, then rename: a full disk or a kill never leaves half a file where the last whole one was."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=1, allow_nan=False))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(_clean(data), indent=1, allow_nan=False))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def validate(results: dict) -> list[str]:
@@ -115,9 +120,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     import csv
 
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(ROW_KEYS), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in ROW_KEYS})
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(ROW_KEYS), extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: "" if r.get(k) is None else r.get(k) for k in ROW_KEYS})
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.paths import cache_dir
+from harness.source_checks import check_config, check_shapes, convert_pickle, read_headers
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -77,6 +78,9 @@ def validate_model_dir(path: Path) -> dict:
     """Check that `path` is a supported HF causal LM folder; return its config."""
     if not path.exists():
         raise UserError(f"model path '{path}' does not exist")
+    if path.is_file() and path.suffix == ".gguf":
+        raise UserError(f"'{path}' is a GGUF file, one of quantcompare's outputs; give the Hugging Face FP16 folder "
+                        "it was made from")
     if not path.is_dir():
         raise UserError(f"model path '{path}' is not a folder (expected a Hugging Face model folder)")
     cfg_file = path / "config.json"
@@ -99,11 +103,20 @@ def validate_model_dir(path: Path) -> dict:
     return cfg
 
 
-def _describe(path: Path, name: str, origin: str, notes: list[str]) -> Source:
+def _describe(path: Path, name: str, origin: str, notes: list[str], trust_remote_code: bool = False,
+              allow_pickle: bool = False, progress=print) -> Source:
     cfg = validate_model_dir(path)
+    notes = notes + check_config(cfg, path, trust_remote_code)
     files = weight_files(path)
     if files[0].suffix != ".safetensors":
-        raise UserError(f"'{path}' stores weights as .bin; convert it to safetensors first")
+        if not allow_pickle:
+            raise UserError(f"'{path}' stores its weights only as pickle .bin files, which can run code when loaded; "
+                            "pass --allow-pickle to read them with torch's weights-only loader, or convert them to safetensors")
+        converted = convert_pickle(path, cache_dir() / "models" / f"{hash_files(files)[:16]}-from-pickle", progress)
+        notes.append(f"weights read from pickle .bin files with torch's weights-only loader (--allow-pickle) and "
+                     f"rewritten as safetensors at {converted}")
+        path, files = converted, weight_files(converted)
+    check_shapes(cfg, read_headers(files), path)
     try:
         n_params, dtype = safetensors_param_count(files)
     except (OSError, ValueError, struct.error) as e:
@@ -134,7 +147,7 @@ def _from_hub(repo_id: str) -> Path:
 
 
 def resolve_source(model: str | None, progress=print, synthetic: str | None = None,
-                   tokenizer_dir: Path | None = None) -> Source:
+                   tokenizer_dir: Path | None = None, trust_remote_code: bool = False, allow_pickle: bool = False) -> Source:
     """Turn the MODEL argument (or a synthetic shape) into a validated local FP16 source."""
     if synthetic:
         from harness.synthetic import build_synthetic_source, synthetic_note
@@ -151,7 +164,8 @@ def resolve_source(model: str | None, progress=print, synthetic: str | None = No
             "Quantization losses measured on it are relative to that FP16 checkpoint, not to the original release."
         ]
         return _describe(path, DEFAULT_MODEL_NAME, "embedded", notes)
+    flags = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle, "progress": progress}
     p = Path(model).expanduser()
     if p.exists() or model.startswith((".", "/", "~")) or not _HUB_ID.match(model):
-        return _describe(p, p.resolve().name, "local", [])
-    return _describe(_from_hub(model), model, "hub", [])
+        return _describe(p, p.resolve().name, "local", [], **flags)
+    return _describe(_from_hub(model), model, "hub", [], **flags)

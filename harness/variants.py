@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness import store
 from harness.errors import UserError
+from harness.lock import _alive
 from quantizers.base import BuildContext, Manifest, QuantizerError
 from quantizers.registry import make_quantizers
 
@@ -49,7 +50,10 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
         if not cfg.force and (folder / "manifest.json").is_file():
             try:
                 m = Manifest.load(folder)
-                if m.cache_key == key and (folder / m.artifact).exists():
+                why = m.problem(folder) if m.cache_key == key else "its key differs"
+                if why and m.cache_key == key:
+                    console.line(f"[{q.variant}] cached artifact not trusted ({why}): building it again")
+                if not why and (folder / m.artifact).exists():
                     console.line(f"[{q.variant}] cached artifact reused ({folder / m.artifact}, key {key[:12]})")
                     store.touch(folder)
                     store.link_into_run(folder, link)
@@ -58,6 +62,10 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
                     continue
             except (OSError, ValueError, TypeError):
                 pass
+        for stale in folder.parent.glob(f".{folder.name}.partial-*"):  # left by a killed run
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -33,9 +33,15 @@ class Manifest:
     calibration_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    files: dict[str, list] = field(default_factory=dict)  # path in the folder -> [bytes, sha256]
+    manifest_sha256: str = ""  # of every other field: a hand-edited manifest is not trusted
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def _digest(self) -> str:
+        d = {k: v for k, v in self.as_dict().items() if k != "manifest_sha256"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def load(cls, folder: Path) -> "Manifest":
@@ -43,9 +49,32 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def save(self, folder: Path) -> None:
+        """Record every file's size and sha256, seal the manifest, write it atomically."""
+        self.files = {}
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and f.name not in (MANIFEST, MANIFEST + ".tmp"):
+                self.files[f.relative_to(folder).as_posix()] = [f.stat().st_size, file_sha256(f)]
+        self.manifest_sha256 = self._digest()
         tmp = folder / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(self.as_dict(), indent=2))
         tmp.replace(folder / MANIFEST)
+
+    def problem(self, folder: Path) -> str | None:
+        """Why this cached artifact must not be used (None when it is whole): an edited manifest, a
+        missing or resized file, or a file changed after the build (its sha256 is checked then)."""
+        if not self.files or self.manifest_sha256 != self._digest():
+            return "its manifest was edited or written by another version"
+        for rel, (size, sha) in self.files.items():
+            f = folder / rel
+            try:
+                st = f.stat()
+            except OSError:
+                return f"{rel} is missing"
+            if st.st_size != size:
+                return f"{rel} has {st.st_size:,} bytes, the manifest says {size:,} (truncated?)"
+            if st.st_mtime > self.created_at + 1 and file_sha256(f) != sha:
+                return f"{rel} changed after it was built (sha256 differs)"
+        return None
 
 
 @dataclass
@@ -125,7 +154,10 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
         full_env.update(env)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+    from harness.paths import die_with_parent
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                            preexec_fn=die_with_parent)
     lines: list[str] = []
     pending = b""
     while True:
@@ -144,6 +176,12 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
         lines.append(pending.decode("utf-8", errors="replace").strip())
     rc = proc.wait()
     if rc != 0:
+        full = " ".join(lines[-40:])
+        if "No space left on device" in full or "File too large" in full or "Disk quota exceeded" in full:
+            from harness.errors import UserError
+
+            raise UserError(f"{what} ran out of disk space while writing its output; free some disk "
+                            "(`quantcompare cache prune`) and run again: finished work is kept and reused")
         tail = " | ".join(l for l in lines[-4:])
         raise QuantizerError(f"{what} failed (exit {rc}): {tail[-600:]}")
     return "\n".join(lines)

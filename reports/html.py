@@ -203,5 +203,9 @@ def render(results: dict, verdict: dict | None = None) -> str:
 
 def write_report(results: dict, path: Path, verdict: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(results, verdict), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(render(results, verdict), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
