@@ -22,7 +22,9 @@ def add_device_options(spec: dict, fmt: str, prepared, cfg, work: Path) -> None:
     spec["device"] = s.device
     role = "dequantized-reference" if is_dequant_reference(fmt, spec["runtime"], s.device) else "measured"
     spec["role"] = role
-    if role == "dequantized-reference":
+    if role == "dequantized-reference" or (spec["runtime"] == REFERENCE_RUNTIME and fmt in QUANTIZED_FORMATS):
+        # transformers computes a quantized format with its weights dequantized to floats: its speed would
+        # be fp16's, not the format's, so none is reported for it (a quality reference only)
         spec["speed"] = False
     extra = [b for b in s.decode_batches if b > 1]
     if extra:
