@@ -77,11 +77,16 @@ def convert_pickle(path: Path, dest: Path, progress=print) -> Path:
 
     progress(f"[source] converting pickle weights of {path.name} to safetensors (weights-only loader)")
     state = {}
+    import warnings
+
     for f in sorted(path.glob("pytorch_model*.bin")):
         try:
-            state.update(torch.load(f, map_location="cpu", weights_only=True))
-        except Exception as e:  # the weights-only unpickler refuses anything but tensors
-            raise UserError(f"'{f}' cannot be read by the weights-only loader ({str(e).splitlines()[0][:150]})") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state.update(torch.load(f, map_location="cpu", weights_only=True))
+        except Exception:  # the weights-only unpickler refuses anything but tensors and plain containers
+            raise UserError(f"'{f}' holds more than tensors, so the weights-only loader refused it (it would run code "
+                            "if unpickled); get safetensors weights for this model") from None
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -40,8 +40,11 @@ def _check_run(out: Path, p: subprocess.CompletedProcess):
     assert all(c["status"] == "ok" for c in cells.values())
     for v, rt in cells:
         assert _value(results, v, rt, "ppl") > 1
-        assert _value(results, v, rt, "decode_tok_s") > 0
         assert _value(results, v, rt, "size_bytes") > 0
+        if (v, rt) == ("awq-int4", "transformers"):  # dequantized weights: fp16's speed, so none is reported
+            assert not [r for r in results["rows"] if (r["variant"], r["runtime"], r["metric"]) == (v, rt, "decode_tok_s")]
+        else:
+            assert _value(results, v, rt, "decode_tok_s") > 0
     ref = _value(results, "fp16", "transformers", "ppl")
     assert abs(_value(results, "gguf-f16", "llama.cpp", "ppl") / ref - 1) < 0.005
     for v, rt in [("gguf-q4_k_m", "llama.cpp"), ("awq-int4", "transformers")]:

@@ -108,7 +108,7 @@ def test_pickle_weights_are_refused_unless_allowed_and_never_unpickled_by_defaul
     assert_clean(p, "--allow-pickle", out=out)
     assert not marker.exists()
     bad = qc(["compare", "--model", str(evil), "--out", str(tmp_path / "bad"), "--allow-pickle"], tmp_path)
-    assert_clean(bad, "weights-only loader")
+    assert_clean(bad, "the weights-only loader refused it")
     assert not marker.exists()
     ok = qc(["compare", "--model", str(d), "--out", str(tmp_path / "ok"), "--variants", "fp16", "--build-only",
              "--allow-pickle"], tmp_path, QC_CACHE_DIR=tmp_path / "cache")
