@@ -177,7 +177,8 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
     rc = proc.wait()
     if rc != 0:
         full = " ".join(lines[-40:])
-        if "No space left on device" in full or "File too large" in full or "Disk quota exceeded" in full:
+        short_write = re.search(r"\d+ requested and \d+ written", full)  # numpy's tofile on a full disk
+        if short_write or any(m in full for m in ("No space left on device", "File too large", "Disk quota exceeded")):
             from harness.errors import UserError
 
             raise UserError(f"{what} ran out of disk space while writing its output; free some disk "
