@@ -43,11 +43,22 @@ class TorchDecodeMixin(Runtime):
             mask[i, width - len(x):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         rows_of = [min(n, len(x)) for n, x in zip(lasts, inputs)]
+        kw = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=pos.to(self.device),
+                  use_cache=False)
         with torch.inference_mode():
-            hidden = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                              position_ids=pos.to(self.device), use_cache=False).last_hidden_state
-            picked = torch.cat([hidden[i, width - r:] for i, r in enumerate(rows_of)])
-            logits = self.model.get_output_embeddings()(picked).float().cpu().numpy()
+            try:  # the output layer only where a continuation is scored
+                if getattr(self, "_whole_model_only", False):
+                    raise AttributeError
+                hidden = self.model.get_decoder()(**kw).last_hidden_state
+                picked = torch.cat([hidden[i, width - r:] for i, r in enumerate(rows_of)])
+                logits = self.model.get_output_embeddings()(picked).float().cpu().numpy()
+            except (AttributeError, TypeError, NotImplementedError):
+                # models whose layers work only through the whole model's forward (compressed-tensors
+                # decompresses in hooks there): the last max(rows) positions of every sequence
+                self._whole_model_only = True
+                keep = max(rows_of)
+                out = self.model(**kw, logits_to_keep=keep).logits.float().cpu().numpy()
+                logits = np.concatenate([out[i, keep - r:] for i, r in enumerate(rows_of)])
         res, at = [], 0
         for s, r in zip(seqs, rows_of):
             rows = RowLogprobs.from_logits(logits[at:at + r])
