@@ -41,13 +41,11 @@ from evaluators.backends import make_runtime
 from evaluators.backends.base import Unsupported
 from evaluators.gpu_memory import GpuMemorySampler
 from evaluators.contention import CpuWatch
+from evaluators.progress import progress
+from evaluators.task_scoring import score_task_requests
 from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, summarize, top1_agree,
                             top1_agree_sparse)
 from evaluators.windows import Windows
-
-
-def progress(msg: str) -> None:
-    print(f"PROGRESS {msg}", flush=True)
 
 
 def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
@@ -206,33 +204,6 @@ def measure_serving(rt, win: Windows, spec: dict) -> list[dict]:
         rows.append(rt.throughput(prompts, n_out))
         progress(f"serving batch {b}: {rows[-1]['output_tok_s']:.1f} output tok/s")
     return rows
-
-
-def score_task_requests(rt, spec: dict) -> list[list]:
-    """lm-eval loglikelihood requests, already tokenized by the harness: [context ids, continuation ids]
-    -> [sum of log p(continuation), whether greedy decoding reproduces it]. Inputs are cut from the
-    left to n_ctx tokens, as lm-eval's HF model does. Scored in order of length, 32 at a time (little
-    padding, full batches), with logits only at each request's continuation positions."""
-    reqs = json.loads(Path(spec["task_requests"]).read_text())
-    n_ctx = int(spec["n_ctx"])
-    seqs, spans = [], []
-    for ctx, cont in reqs:
-        whole = (ctx + cont)[-(n_ctx + 1):]
-        seqs.append(whole)
-        spans.append(len(cont))
-    out: list[list | None] = [None] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    chunk = 32
-    for start in range(0, len(order), chunk):
-        idx = order[start:start + chunk]
-        batch = [seqs[i] for i in idx]
-        for i, sp in zip(idx, rt.prompt_logprobs(batch, 1, last=[spans[i] for i in idx])):
-            n_cont = spans[i]
-            lp = sp.target_logp[-n_cont:]
-            greedy = bool((sp.ids[-n_cont:, 0] == np.asarray(seqs[i][-n_cont:])).all())
-            out[i] = [float(lp.sum()), greedy]
-        progress(f"task request {min(start + chunk, len(seqs))}/{len(seqs)}")
-    return out
 
 
 def run(spec: dict) -> dict:
