@@ -42,10 +42,11 @@ def test_interrupted_quantization_resumes(tmp_path, tiny_llama, sig):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_evaluation_resumes(tmp_path, tiny_llama, sig):
     out = tmp_path / "run"
-    proc = start(_args(tiny_llama, out, "fp16", "gguf-f16"), tmp_path)
-    wait_for(proc, "[eval] gguf-f16 × llama.cpp:")
+    more = ["--windows", "60", "--speed-repeats", "3"]  # a cell long enough to be caught running (a few seconds)
+    proc = start(_args(tiny_llama, out, "fp16", "gguf-f16") + more, tmp_path)
+    wait_for(proc, "[gguf-f16 × llama.cpp] window")
     interrupt(proc, sig)
-    p = compare(tiny_llama, out, tmp_path, "--variants", "fp16,gguf-f16")
+    p = compare(tiny_llama, out, tmp_path, "--variants", "fp16,gguf-f16", *more)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "[eval] fp16 × transformers: cached result reused" in p.stdout
     assert "[eval] gguf-f16 × llama.cpp: 128-token windows" in p.stdout  # the half-done cell runs again
