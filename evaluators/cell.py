@@ -244,6 +244,9 @@ def run(spec: dict) -> dict:
         progress("sanity generation")
         g = rt.generate(spec["sanity_prompt_ids"], int(spec.get("sanity_new_tokens", 8)))
         result["sanity_tokens"] = g.tokens
+        if hasattr(rt, "check_decode"):  # a compiled decode step, against the eager forward
+            progress("decode check")
+            result["decode_check"] = rt.check_decode(spec["sanity_prompt_ids"], int(spec.get("decode_check_tokens", 16)))
         if spec.get("speed", True):
             prompt = [int(t) for t in win.ids.reshape(-1)[: int(spec["prefill_tokens"])]]
             with CpuWatch() as watch:
@@ -256,6 +259,8 @@ def run(spec: dict) -> dict:
         result["peak_vram_bytes"] = vram.stop()
     if spec.get("kind") != "tasks":
         result["weight_bytes"] = rt.weight_bytes()
+    if hasattr(rt, "compile_seconds"):
+        result["compile_seconds"] = rt.compile_seconds()
     result["versions"] = rt.versions()
     result["compute_dtype"] = rt.compute_dtype()
     result["notes"] = rt.notes

@@ -9,6 +9,8 @@ RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
     "llama.cpp": ("gguf",),
     "vllm": ("hf-safetensors", "hf-awq-gemm", "hf-compressed-tensors", "gguf"),
     "autoawq": ("hf-awq-gemm",),  # AutoAWQ's own INT4 kernels, GPU only
+    # static KV cache + compiled decode step; AWQ through torch's INT4 weight-only kernel
+    "transformers-compiled": ("hf-safetensors", "hf-awq-gemm"),
 }
 # runtime -> quantized formats it reads only as an exact dequantized reference (kernel checks)
 DEQUANT_READS: dict[str, tuple[str, ...]] = {"transformers": ("gguf",)}
@@ -35,6 +37,13 @@ def make_runtime(name: str, options: dict | None = None) -> Runtime:
         from evaluators.backends.llamacpp_backend import LlamaCppRuntime
 
         return LlamaCppRuntime(flash_attn=options.get("flash_attn", "off"), device=options.get("device", "cpu"))
+    if name == "transformers-compiled":
+        from evaluators.backends.compiled_backend import CompiledRuntime
+
+        # batch 1's cache fits the timed run (prompt + new tokens), so every batch-1 run shares one graph
+        n = int(options.get("prefill_tokens", 0)) + int(options.get("decode_tokens", 0)) + 1
+        return CompiledRuntime(device=options.get("device", "cpu"), batch1_len=n if n > 1 else 0,
+                               mode=options.get("compile_mode"))
     if name == "autoawq":
         from evaluators.backends.autoawq_backend import AutoAwqRuntime
 

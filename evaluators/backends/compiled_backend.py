@@ -1,0 +1,85 @@
+"""transformers-compiled runtime: transformers' model with a static KV cache and a compiled decode step
+(evaluators/backends/static_decode.py), so decode speed measures the weights' kernels rather than
+Python. Reads
+
+- HF safetensors (fp16): float16 on a GPU, float32 on a CPU, as the transformers runtime;
+- AWQ GEMM checkpoints through PyTorch's INT4 weight-only kernel (evaluators/backends/int4_tinygemm.py):
+  the INT4 weights stay INT4 in memory; bfloat16 activations on a GPU (the kernel's only dtype).
+
+Scoring (logits) runs the same modules without the cache, so kernel checks read the same kernels."""
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from evaluators.backends.base import Generation
+from evaluators.backends.torch_common import TorchDecodeMixin
+
+
+class CompiledRuntime(TorchDecodeMixin):
+    name = "transformers-compiled"
+
+    def __init__(self, device: str = "cpu", batch1_len: int = 0, mode: str | None = None) -> None:
+        self.notes: list[str] = []
+        self.model = None
+        self.device, self.batch1_len, self.mode = device, batch1_len, mode
+        self.kernel = "dense matmul (cuBLAS)" if device != "cpu" else "dense matmul"
+        self.facts: dict = {}
+
+    def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from evaluators.backends.static_decode import StaticDecoder
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {self.device} asked for, but torch sees no GPU")
+        if fmt == "hf-awq-gemm":
+            from evaluators.backends.int4_tinygemm import CUDA_DTYPE, kernel_name, load_awq_int4
+
+            self.dtype = torch.float32 if self.device == "cpu" else CUDA_DTYPE
+            model, self.facts = load_awq_int4(artifact, self.device, self.dtype)
+            self.kernel = kernel_name(self.device)
+            self.notes.append(f"AWQ INT4 weights through {self.kernel}, group {self.facts['group_size']}, "
+                              f"{self.facts['quantized_linears']} linears repacked at load time; "
+                              f"{str(self.dtype).replace('torch.', '')} activations")
+        elif fmt == "hf-safetensors":
+            self.dtype = torch.float32 if self.device == "cpu" else torch.float16
+            model = AutoModelForCausalLM.from_pretrained(artifact, dtype=self.dtype).to(self.device)
+        else:
+            raise ValueError(f"transformers-compiled does not read {fmt}")
+        self.model = model.eval()
+        self.decoder = StaticDecoder(self.model, self.device, self.mode, batch1_len=self.batch1_len)
+        self.notes.append(f"decode: static KV cache, one-token step compiled by torch.compile (mode "
+                          f"'{self.decoder.mode}'{', CUDA graphs' if self.decoder.mode == 'reduce-overhead' else ''}); "
+                          "prefill: the model's eager forward")
+
+    def generate_batch(self, prompts: list[list[int]], n_new: int) -> Generation:
+        run = self.decoder.generate(prompts, n_new)
+        return Generation(run.tokens, run.prefill_s, run.decode_s, n_new)
+
+    def check_decode(self, prompt: list[int], n_new: int) -> dict:
+        """The compiled step against the eager forward on the same tokens (static_decode.check_against_eager)."""
+        from evaluators.backends.static_decode import check_against_eager
+
+        return check_against_eager(self.model, self.decoder, prompt, n_new)
+
+    def compile_seconds(self) -> dict:
+        """Seconds of each batch size's first decode loop (tracing, compiling, capturing the graph)."""
+        return {str(b): s for b, s in self.decoder.first_call_s.items()}
+
+    def versions(self) -> dict[str, str]:
+        out = {p: metadata.version(p) for p in ("torch", "transformers")}
+        try:
+            out["triton"] = metadata.version("triton")
+        except metadata.PackageNotFoundError:
+            pass
+        return out
+
+    def compute_dtype(self) -> str:
+        dt = str(self.dtype).replace("torch.", "")
+        if self.facts:
+            return f"int4 weights (AWQ via {self.kernel}), {dt} activations" + ("" if self.device == "cpu" else f" on {self.device}")
+        return dt + ("" if self.device == "cpu" else f" on {self.device}")
