@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,8 @@ from evaluators.backends import make_runtime
 from evaluators.backends.base import Unsupported
 from evaluators.gpu_memory import GpuMemorySampler
 from evaluators.contention import CpuWatch
+from evaluators.decode_profile import profile_decode
+from evaluators.speed import measure_serving, measure_speed
 from evaluators.progress import progress
 from evaluators.task_scoring import score_task_requests
 from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, summarize, top1_agree,
@@ -132,80 +133,6 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
     return out
 
 
-def measure_speed(rt, prompt: list[int], spec: dict, win: Windows) -> dict:
-    """Prefill of the prompt, then decode steps; median of `speed_repeats` runs after one warm-up.
-
-    protocol "llama-bench" matches llama-bench's pp/tg tests: prefill of the prompt from an empty
-    context; tg = n single-token decodes from an empty context (the first token's pass included, as
-    tg128 has no prompt), in a context of n cells where the runtime sizes contexts; mean of the runs."""
-    n_new = int(spec["decode_tokens"])
-    bench = spec.get("speed_protocol") == "llama-bench"
-    # warm-up: on a GPU one whole run (clocks, allocator and kernel caches settle; the first of five
-    # runs of the H100 run at 16 warm-up tokens was half as fast as the last), on a CPU a short one
-    on_gpu = spec.get("device", "cpu") != "cpu"
-    rt.generate(prompt, n_new if on_gpu else min(n_new, 16))
-    pre, dec = [], []
-    for r in range(int(spec["speed_repeats"])):
-        if bench:
-            pre.append(len(prompt) / rt.generate(prompt, 0).prefill_s)
-            g = rt.generate(prompt[:1], n_new - 1)
-            dec.append(n_new / (g.prefill_s + g.decode_s))
-        else:
-            g = rt.generate(prompt, n_new)
-            pre.append(len(prompt) / g.prefill_s)
-            dec.append(g.n_decode / g.decode_s)
-        progress(f"speed run {r + 1}/{spec['speed_repeats']}")
-    center = statistics.fmean if bench else statistics.median
-    out = {
-        "protocol": "llama-bench (pp: empty context; tg: from one token; mean)" if bench else
-                    "prompt then decode; median",
-        "prefill_tokens": len(prompt),
-        "decode_tokens": n_new,
-        "prefill_tok_s_runs": pre,
-        "decode_tok_s_runs": dec,
-        "prefill_tok_s": center(pre),
-        "decode_tok_s": center(dec),
-        # time to first token of the prompt at batch 1 (prefill + first token's logits)
-        "ttft_s_runs": [len(prompt) / p for p in pre],
-        "ttft_s": len(prompt) / center(pre),
-    }
-    batches = [int(b) for b in spec.get("decode_batches") or [] if int(b) > 1]
-    if batches and hasattr(rt, "generate_batch"):
-        out["decode_batched"] = measure_batched_decode(rt, win, batches, n_new, int(spec["speed_repeats"]),
-                                                       warmup_new=n_new if on_gpu else min(n_new, 8))
-    return out
-
-
-def measure_batched_decode(rt, win: Windows, batches: list[int], n_new: int, repeats: int, warmup_new: int,
-                           n_in: int = 128) -> dict:
-    """Decode tok/s (all sequences together) with b different 128-token prompts decoded at once."""
-    flat = win.ids.reshape(-1)
-    out = {}
-    for b in batches:
-        prompts = [[int(t) for t in flat[(i * n_in) % (len(flat) - n_in):][:n_in]] for i in range(b)]
-        rt.generate_batch(prompts, warmup_new)  # warm-up (see measure_speed)
-        runs = []
-        for _ in range(repeats):
-            g = rt.generate_batch(prompts, n_new)
-            runs.append(b * g.n_decode / g.decode_s)
-        out[str(b)] = {"tok_s": statistics.median(runs), "runs": runs, "prompt_tokens": n_in, "new_tokens": n_new}
-        progress(f"decode at batch {b}: {out[str(b)]['tok_s']:.1f} tok/s")
-    return out
-
-
-def measure_serving(rt, win: Windows, spec: dict) -> list[dict]:
-    """Batched serving (vLLM): output tok/s, TTFT and inter-token latency at each batch size."""
-    n_in, n_out = int(spec.get("serving_input_tokens", 128)), int(spec.get("serving_output_tokens", 128))
-    flat = win.ids.reshape(-1)
-    rows = []
-    rt.throughput([[int(t) for t in flat[:n_in]]], 8)  # warm-up
-    for b in spec.get("serving_batches", [1, 8, 32]):
-        prompts = [[int(t) for t in flat[(i * n_in) % (len(flat) - n_in):][:n_in]] for i in range(int(b))]
-        rows.append(rt.throughput(prompts, n_out))
-        progress(f"serving batch {b}: {rows[-1]['output_tok_s']:.1f} output tok/s")
-    return rows
-
-
 def run(spec: dict) -> dict:
     threads = int(spec["threads"])
     rt = make_runtime(spec["runtime"], spec)
@@ -252,6 +179,8 @@ def run(spec: dict) -> dict:
             with CpuWatch() as watch:
                 result["speed"] = measure_speed(rt, prompt, spec, win)
             result["speed"]["contention"] = watch.result
+            if spec.get("profile_decode"):  # GPU torch runtimes: kernels per token, by kind
+                result["decode_profile"] = profile_decode(rt, prompt, int(spec.get("profile_steps", 16)))
         if spec.get("serving_batches") and not rt.full_logits:
             result["serving"] = measure_serving(rt, win, spec)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -26,6 +26,8 @@ def add_device_options(spec: dict, fmt: str, prepared, cfg, work: Path) -> None:
         # transformers computes a quantized format with its weights dequantized to floats: its speed would
         # be fp16's, not the format's, so none is reported for it (a quality reference only)
         spec["speed"] = False
+    if s.device != "cpu" and spec.get("speed", True):
+        spec["profile_decode"] = True  # where a decoded token's GPU time goes (evaluators/decode_profile.py)
     extra = [b for b in s.decode_batches if b > 1]
     if extra:
         spec["decode_batches"] = extra

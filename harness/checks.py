@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 BROKEN_PPL_RATIO = 1.5  # a variant whose PPL is 50% above fp16's is broken, not "lossy"
 WARN_PPL_RATIO = 1.25
 FORMAT_TOLERANCE = 0.005  # gguf-f16 vs fp16 must agree within 0.5% (same weights)
+# a compiled decode step computes the eager forward's function: its logits within 5% of the mean |logit|
+# (fused kernels only round differently; a wrong cache position or mask lands as far off as other tokens)
+DECODE_CHECK_MAX_REL = 0.05
 
 
 @dataclass
@@ -46,4 +49,17 @@ def check_cells(ppl: dict[tuple[str, str], float], reference: tuple[str, str] | 
                                               f"(limit {BROKEN_PPL_RATIO}x); not reported as a result"))
         elif ratio > WARN_PPL_RATIO:
             flags.append(Flag("warning", v, r, f"PPL {100 * (ratio - 1):+.1f}% vs fp16 (more than {100 * (WARN_PPL_RATIO - 1):.0f}%)"))
+    return flags
+
+
+def decode_check_flags(cell_docs: list[dict]) -> list[Flag]:
+    """A compiled decode step whose logits left the eager forward's is broken: its speed is no result."""
+    flags = []
+    for d in cell_docs:
+        c = d.get("decode_check")
+        if c and not c["rel_mean_err"] <= DECODE_CHECK_MAX_REL:
+            flags.append(Flag("broken", d["variant"], d["runtime"],
+                              f"BROKEN COMPILED DECODE: its logits differ from the eager forward on the same tokens by "
+                              f"{100 * c['rel_mean_err']:.1f}% of the mean |logit| (limit {100 * DECODE_CHECK_MAX_REL:.0f}%); "
+                              "its speed is not a result"))
     return flags

@@ -10,7 +10,7 @@ from evaluators.kernel_check import kernel_checks
 from evaluators.stats import mean_ci, paired_ppl_ratio_ci, ppl_ci
 from harness import environment
 from harness.cells import CellOutcome
-from harness.checks import Flag, check_cells
+from harness.checks import Flag, check_cells, decode_check_flags
 from harness.evaluation_text import decode
 from harness.schema import SCHEMA_VERSION, Row
 
@@ -147,6 +147,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "role": r.get("role", "measured"),
                 "peak_vram_bytes": r.get("peak_vram_bytes"),
                 "device": r.get("device", "cpu"),
+                "decode_check": r.get("decode_check"),
+                "compile_seconds": r.get("compile_seconds"),
+                "decode_profile": r.get("decode_profile"),
             })
         cell_docs.append(doc)
     task_scores = task_scores or {}
@@ -163,6 +166,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
     checks = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}, cfg.out / "work")
     flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
+    flags += decode_check_flags(cell_docs)
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
     for d in cell_docs:
         if (d["variant"], d["runtime"]) in broken:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evaluators.kernel_check import MAX_ERR_RATIO, MAX_REL_MEAN_ERR, MIN_TOP1
 from reports import plots
-from reports.tables import accuracy_frame, kernel_check_frame, serving_frame, summary_frame
+from reports.tables import accuracy_frame, decode_detail_frame, kernel_check_frame, serving_frame, summary_frame
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -163,6 +163,15 @@ def render(results: dict, verdict: dict | None = None) -> str:
                      "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
                      "spread of perplexity across windows. Dashed: the release policy's limit for every variant "
                      + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
+    dd = decode_detail_frame(results)
+    if dd is not None:
+        parts.append("<h2>GPU decode: compiled step and profile of one token</h2>" + _table(dd) +
+                     "<p class='note'>transformers-compiled decodes with a static KV cache and a torch.compile'd one-token "
+                     "step (CUDA graphs on a GPU); its logits are checked against the eager forward on the same tokens. "
+                     "The profile is torch.profiler's CUDA kernels of 16 decode steps less those of the prefill alone: "
+                     "GPU busy time far below the wall time per token means the loop is bound by launching kernels, "
+                     "not by reading weights. The output layer is the slowest kernel of a step and is left out of the "
+                     "per-layer time.</p>")
     parts.append("<h2>Speed</h2>" + _img(plots.speed_bars(results), "speed"))
     if not synthetic:
         parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))

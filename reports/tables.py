@@ -109,6 +109,31 @@ def kernel_check_frame(results: dict) -> pd.DataFrame | None:
     } for c in checks])
 
 
+def decode_detail_frame(results: dict) -> pd.DataFrame | None:
+    """GPU decode, per torch cell: the compiled step's check against eager, compile time, and the profile
+    of one decoded token (kernels, GPU busy time against the measured time, time per layer)."""
+    out = []
+    for c in results["cells"]:
+        chk, comp, prof = c.get("decode_check"), c.get("compile_seconds"), c.get("decode_profile")
+        if not (chk or comp or prof):
+            continue
+        rec = {"cell": f"{c['variant']} × {c['runtime']}", "compute": c.get("compute_dtype") or "—"}
+        rec["compiled step vs eager"] = ("—" if not chk else
+                                         f"{100 * chk['rel_mean_err']:.2f}% of mean |logit|, top-1 {100 * chk['top1_agreement']:.0f}%")
+        rec["first decode loop s (compile)"] = "—" if not comp else ", ".join(f"b{b}: {v:.1f}" for b, v in comp.items())
+        if prof:
+            rec["kernels / token"] = f"{prof['kernels_per_token']:.0f}"
+            rec["GPU busy ms / token"] = f"{prof['gpu_busy_ms_per_token']:.3f}"
+            rec["wall ms / token"] = f"{prof.get('wall_ms_per_token', float('nan')):.3f}"
+            rec["busy % of wall"] = f"{prof.get('gpu_busy_pct_of_wall', float('nan')):.0f}%"
+            rec["per layer ms"] = f"{prof['per_layer_ms']:.4f}" if prof.get("per_layer_ms") is not None else "—"
+            rec["output layer ms"] = f"{prof['largest_kernel_ms']:.4f}"
+            rec["by kind (ms / token)"] = "; ".join(f"{k}: {v['ms']:.3f} ({v['kernels']:.0f})"
+                                                    for k, v in sorted(prof["by_kind"].items(), key=lambda kv: -kv[1]["ms"]))
+        out.append(rec)
+    return pd.DataFrame(out).fillna("—") if out else None
+
+
 def terminal_table(results: dict) -> str:
     df = summary_frame(results)
     cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]",

@@ -95,7 +95,7 @@ def test_synthetic_weights_mode_on_cpu(tokenizer_dir, tmp_path):
     p = _cli("compare", "--synthetic-weights", "tiny-qwen3", "--tokenizer", str(tokenizer_dir), "--out", str(out),
              "--windows", "1", "--n-ctx", "256", "--prefill-tokens", "64", "--decode-tokens", "8", "--speed-repeats", "1",
              "--awq-calib-samples", "8", "--awq-calib-seq-len", "64", "--kernel-check-tokens", "48",
-             "--decode-batches", "1,3", "--runtimes", "transformers,llama.cpp,autoawq", "--note", "a stated gap", env=env)
+             "--decode-batches", "1,3", "--runtimes", "transformers,transformers-compiled,llama.cpp,autoawq", "--note", "a stated gap", env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     r = json.loads((out / "results.json").read_text())
     metrics = {(x["variant"], x["runtime"], x["metric"]) for x in r["rows"]}
@@ -107,6 +107,14 @@ def test_synthetic_weights_mode_on_cpu(tokenizer_dir, tmp_path):
     assert cells[("gguf-q4_k_m", "transformers")]["role"] == "measured"  # CPU: not split into roles
     checks = {(c["variant"], c["runtime"]): c for c in r["kernel_checks"]}
     assert checks[("gguf-q4_k_m", "llama.cpp")]["ok"], checks
+    # AWQ through torch's INT4 kernel in the compiled decode loop: checked against the dequantized weights,
+    # its compiled step against its eager forward, its speed measured at both batch sizes
+    assert checks[("awq-int4", "transformers-compiled")]["ok"], checks
+    for v in ("fp16", "awq-int4"):
+        c = cells[(v, "transformers-compiled")]
+        assert c["decode_check"]["rel_mean_err"] < 0.01 and set(c["compile_seconds"]) == {"1", "3"}, c
+        assert (v, "transformers-compiled", "decode_tok_s_b3") in metrics
+    assert "int4" in cells[("awq-int4", "transformers-compiled")]["compute_dtype"]
     assert "a stated gap" in r["notes"] and r["source"]["origin"] == "synthetic"
     html = (out / "report.html").read_text()
     assert "PERFORMANCE ONLY" in html and "Kernel checks" in html

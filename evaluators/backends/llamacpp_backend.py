@@ -3,6 +3,7 @@
 process: OpenMP thread pools of torch and ggml spin against each other."""
 from __future__ import annotations
 
+import os
 import time
 from importlib import metadata
 from pathlib import Path
@@ -191,8 +192,14 @@ class LlamaCppRuntime(Runtime):
     def versions(self) -> dict[str, str]:
         import llama_cpp
 
-        return {"llama_cpp_python": metadata.version("llama_cpp_python"),
-                "gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload()))}
+        out = {"llama_cpp_python": metadata.version("llama_cpp_python"),
+               "gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload())),
+               "flash_attn": "on" if self.flash_attn else "off",
+               # the build's compiled-in features (CUDA: ARCHS, USE_GRAPHS, FA_QUANTS, ...)
+               "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()}
+        if os.environ.get("QC_LLAMA_BUILD_FLAGS"):  # the cmake flags of a build made by a job script
+            out["build_flags"] = os.environ["QC_LLAMA_BUILD_FLAGS"]
+        return out
 
     def compute_dtype(self) -> str:
         where = "GPU" if self.device != "cpu" else "CPU"
