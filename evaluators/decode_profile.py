@@ -71,7 +71,15 @@ def summarize(decode: list[tuple[str, float]], prefill: list[tuple[str, float]],
 
 
 def profile_decode(rt, prompt: list[int], steps: int = 16) -> dict | None:
-    """Profile one torch runtime's decode on CUDA (None elsewhere)."""
+    """Profile one torch runtime's decode on CUDA (None elsewhere). A profiler that fails leaves the cell's
+    measurements alone: its error is the result."""
+    try:
+        return _profile(rt, prompt, steps)
+    except Exception as e:  # noqa: BLE001 (a profile is an extra, never a reason to lose the cell)
+        return {"error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def _profile(rt, prompt: list[int], steps: int) -> dict | None:
     torch = getattr(rt, "torch", None)
     if torch is None or getattr(rt, "device", "cpu") == "cpu":
         return None

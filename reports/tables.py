@@ -121,7 +121,9 @@ def decode_detail_frame(results: dict) -> pd.DataFrame | None:
         rec["compiled step vs eager"] = ("—" if not chk else
                                          f"{100 * chk['rel_mean_err']:.2f}% of mean |logit|, top-1 {100 * chk['top1_agreement']:.0f}%")
         rec["first decode loop s (compile)"] = "—" if not comp else ", ".join(f"b{b}: {v:.1f}" for b, v in comp.items())
-        if prof:
+        if prof and prof.get("error"):
+            rec["kernels / token"] = f"profile failed: {prof['error']}"
+        elif prof:
             rec["kernels / token"] = f"{prof['kernels_per_token']:.0f}"
             rec["GPU busy ms / token"] = f"{prof['gpu_busy_ms_per_token']:.3f}"
             rec["wall ms / token"] = f"{prof.get('wall_ms_per_token', float('nan')):.3f}"

@@ -138,3 +138,19 @@ def test_decode_profile_summary_per_token():
     assert s["gpu_busy_pct_of_wall"] == 39.2
     assert kind_of("void at::native::(anonymous namespace)::tinygemm_m16n8k16_chunk_kernel") == "int4 matmul (tinygemm)"
     assert kind_of("flash_fwd_splitkv_kernel") == "attention"
+
+
+def test_a_step_that_fails_to_compile_falls_back_to_eager_and_says_so(tiny_qwen3):
+    from evaluators.backends.compiled_backend import CompiledRuntime
+
+    rt = CompiledRuntime()
+    rt.load(tiny_qwen3, "hf-safetensors", 2, 128)
+
+    def broken(*a, **k):
+        raise RuntimeError("inductor could not lower an op")
+
+    rt.decoder._step = broken
+    g = rt.generate(list(range(300, 320)), 4)
+    assert len(g.tokens) == 5 and rt.decoder.mode.startswith("eager")
+    rt.compile_seconds()
+    assert any("COMPILING FAILED" in n and "could not lower" in n for n in rt.notes)

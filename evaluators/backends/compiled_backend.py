@@ -68,6 +68,8 @@ class CompiledRuntime(TorchDecodeMixin):
 
     def compile_seconds(self) -> dict:
         """Seconds of each batch size's first decode loop (tracing, compiling, capturing the graph)."""
+        if self.decoder.compile_error and not any("COMPILING FAILED" in n for n in self.notes):
+            self.notes.append(f"COMPILING FAILED, decode ran the eager step: {self.decoder.compile_error}")
         return {str(b): s for b, s in self.decoder.first_call_s.items()}
 
     def versions(self) -> dict[str, str]:

@@ -32,6 +32,7 @@ class StaticDecoder:
         self._caches: dict[int, object] = {}
         self._max_len: dict[int, int] = {}
         self.first_call_s: dict[int, float] = {}  # batch -> seconds of its first decode loop (compiling)
+        self.compile_error: str | None = None
         if self.mode == "eager":
             self._step = self._one_step
         else:
@@ -40,6 +41,17 @@ class StaticDecoder:
     def _one_step(self, tok: torch.Tensor, cache):
         logits = self.model(input_ids=tok, past_key_values=cache, use_cache=True).logits[:, -1]
         return logits.argmax(-1, keepdim=True), logits
+
+    def _call_step(self, cur, cache):
+        """The compiled step; if compiling fails, the eager step from then on, and the failure on record."""
+        try:
+            return self._step(cur, cache)
+        except Exception as e:  # noqa: BLE001 (inductor/dynamo errors have no common base class)
+            if self._step == self._one_step:
+                raise
+            self.compile_error = f"{type(e).__name__}: {e}"[:400]
+            self._step, self.mode = self._one_step, "eager (compiling failed)"
+            return self._step(cur, cache)
 
     def _cache(self, batch: int, length: int):
         """One StaticCache per batch size, long enough for every run seen (a longer run makes a new one)."""
@@ -67,23 +79,26 @@ class StaticDecoder:
         first = batch not in self.first_call_s
         with torch.no_grad():
             x = torch.tensor(prompts, dtype=torch.long, device=self.device)
-            out_tokens = torch.empty((batch, n_new + 1), dtype=torch.long, device=self.device)
             self._sync()
             t0 = time.perf_counter()
             logits = self.model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-            out_tokens[:, :1] = logits.argmax(-1, keepdim=True)
+            # every step's input is a fresh contiguous [batch, 1] tensor: the same strides each call, so the
+            # compiled step is never recompiled (a slice of one token buffer would change strides with n_new)
+            cur = logits.argmax(-1, keepdim=True)
             self._sync()
             t1 = time.perf_counter()
-            kept = []
-            for i in range(n_new):
+            toks, kept = [cur], []
+            for _ in range(n_new):
                 if graphs:
                     torch.compiler.cudagraph_mark_step_begin()
-                tok, step_logits = self._step(out_tokens[:, i:i + 1], cache)
-                out_tokens[:, i + 1:i + 2].copy_(tok)  # out of the graph's output buffer before the next replay
+                tok, step_logits = self._call_step(cur, cache)
+                cur = tok.clone()  # out of the graph's output buffer before the next replay
+                toks.append(cur)
                 if keep_logits:
                     kept.append(step_logits.float().clone())
             self._sync()
             t2 = time.perf_counter()
+            out_tokens = torch.cat(toks, dim=1)
         if first:
             self.first_call_s[batch] = t2 - t1
         return StaticRun([int(t) for t in out_tokens[0].tolist()], t1 - t0, t2 - t1, kept)
