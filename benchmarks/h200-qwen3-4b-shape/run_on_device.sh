@@ -66,7 +66,7 @@ job() {
   export QC_LLAMA_BUILD_FLAGS="$LLAMA_FLAGS (GGML_CUDA_FA and GGML_CUDA_GRAPHS at llama.cpp's defaults: ON)"
   COMMON=(--synthetic-weights qwen3-4b --tokenizer "$DEV"/tokenizer --device cuda --out "$RUN" --windows 1)
   build_llama_cuda & BUILD=$!
-  python3 -m harness.cli compare "${COMMON[@]}" --variants fp16,gguf-f16,awq-int4 --build-only
+  python3 -m harness.cli compare "${COMMON[@]}" --variants fp16,gguf-f16,gguf-q4_k_m,awq-int4 --build-only
   date
   # the INT4 kernel candidates (GPU-timed inside CUDA graphs: the build on the CPUs does not move them)
   python3 $HERE/int4_kernels.py runs/int4_kernels.json /tmp/awqsite/awq/modules/triton/gemm.py
