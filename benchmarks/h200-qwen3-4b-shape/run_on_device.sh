@@ -39,6 +39,7 @@ setup() {
   printf '#!/bin/sh\nPYTHONPATH=/tmp/awqsite:%s:%s/llama.cpp/gguf-py exec python3 "$@"\n' "$ROOT" "$DEV" \
     > /tmp/venvs/autoawq/bin/python
   chmod +x /tmp/venvs/autoawq/bin/python
+  touch /tmp/venvs/autoawq/.installed  # harness/envs.py takes an environment as made only with its stamp
 }
 
 build_llama_cuda() {
