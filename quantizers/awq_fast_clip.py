@@ -17,7 +17,7 @@ def compute_best_clip(self, w, input_feat, n_grid=20, max_shrink=0.5, n_sample_t
     assert w.dim() == 2
     co, ci = w.shape
     group = self.group_size if self.group_size > 0 else ci
-    x = input_feat.reshape(-1, input_feat.shape[-1])
+    x = input_feat.to(device=w.device, dtype=w.dtype).reshape(-1, input_feat.shape[-1])  # AutoAWQ keeps features where they were cached
     x = x.reshape(x.shape[0], -1, group)  # [tokens, groups, k]
     x = x[:: max(1, x.shape[0] // n_sample_token)]
     xg = x.permute(1, 0, 2).contiguous()  # [groups, tokens, k]
