@@ -1,5 +1,5 @@
-"""Where a decoded token's time goes on a GPU: torch.profiler's CUDA kernels of n decode steps, less
-those of the prefill alone (two generations, the same prompt), per token: how many kernels ran, how
+"""Where a decoded token's time goes on a GPU: torch.profiler's CUDA kernels of n decode steps (a
+generation of n tokens, less as many kernels as the same prompt's prefill alone launches), per token: how many kernels ran, how
 long the GPU was busy, by kind of kernel, and the time of one decoder layer.
 
 The GPU's busy time against the measured time per token says whether decode is bound by the kernels
@@ -25,41 +25,29 @@ def kind_of(name: str) -> str:
 
 
 def _kernels(prof) -> list[tuple[str, float]]:
-    """(name, microseconds) of every CUDA kernel or memory operation the profiler saw."""
+    """(name, microseconds) of every CUDA kernel or memory operation the profiler saw, in start order."""
     from torch.autograd import DeviceType
 
-    return [(e.name, float(e.time_range.elapsed_us())) for e in prof.events() if e.device_type == DeviceType.CUDA]
+    ev = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    ev.sort(key=lambda e: e.time_range.start)
+    return [(e.name, float(e.time_range.elapsed_us())) for e in ev]
 
 
-def summarize(decode: list[tuple[str, float]], prefill: list[tuple[str, float]], steps: int, layers: int,
-              wall_ms_per_token: float | None) -> dict:
-    """Per-token figures from the kernels of (prefill + steps decodes) and of the prefill alone."""
-    def by_kind(ev):
-        acc: dict[str, list[float]] = {}
-        for name, us in ev:
-            k = acc.setdefault(kind_of(name), [0, 0.0])
-            k[0] += 1
-            k[1] += us
-        return acc
-
-    d, p = by_kind(decode), by_kind(prefill)
-    kinds = {}
-    for k in d:
-        n = (d[k][0] - p.get(k, [0, 0.0])[0]) / steps
-        ms = (d[k][1] - p.get(k, [0, 0.0])[1]) / steps / 1e3
-        if n > 0 or ms > 0:
-            kinds[k] = {"kernels": round(n, 1), "ms": round(ms, 4)}
-    kernels = sum(v["kernels"] for v in kinds.values())
-    busy = sum(v["ms"] for v in kinds.values())
-    # the output layer (vocabulary x hidden) is the slowest single kernel of a decode step: left out of the
-    # per-layer time. Per kernel name: calls and time of the decode steps alone (decode run less prefill run)
-    calls: dict[str, list[float]] = {}
-    for sign, events in ((1, decode), (-1, prefill)):
-        for name, us in events:
-            c = calls.setdefault(name, [0, 0.0])
-            c[0] += sign
-            c[1] += sign * us
-    head_ms = max((us for name, us in decode if calls[name][0] >= steps), default=0.0) / 1e3
+def summarize(step_kernels: list[tuple[str, float]], steps: int, layers: int, wall_ms_per_token: float | None) -> dict:
+    """Per-token figures from the kernels of `steps` decode steps."""
+    kinds: dict[str, dict] = {}
+    calls: dict[str, int] = {}
+    for name, us in step_kernels:
+        k = kinds.setdefault(kind_of(name), {"kernels": 0.0, "ms": 0.0})
+        k["kernels"] += 1 / steps
+        k["ms"] += us / steps / 1e3
+        calls[name] = calls.get(name, 0) + 1
+    kinds = {k: {"kernels": round(v["kernels"], 1), "ms": round(v["ms"], 4)} for k, v in kinds.items()}
+    kernels = len(step_kernels) / steps
+    busy = sum(us for _, us in step_kernels) / steps / 1e3
+    # the output layer (vocabulary x hidden) is the slowest kernel that runs once or more per step: left out
+    # of the per-layer time
+    head_ms = max((us for name, us in step_kernels if calls[name] >= steps), default=0.0) / 1e3
     out = {"steps": steps, "kernels_per_token": round(kernels, 1), "gpu_busy_ms_per_token": round(busy, 4),
            "largest_kernel_ms": round(head_ms, 4), "by_kind": kinds,
            "per_layer_ms": round(max(busy - head_ms, 0.0) / layers, 4) if layers else None,
@@ -96,11 +84,12 @@ def _profile(rt, prompt: list[int], steps: int) -> dict | None:
     pre, _ = kernels_of(0)
     dec, g = kernels_of(steps)
     layers = int(getattr(rt.model.config, "num_hidden_layers", 0) or 0)
-    res = summarize(dec, pre, steps, layers, 1e3 * g.decode_s / steps)
+    # the same prompt launches the same prefill kernels first: what follows them are the decode steps'
+    step_kernels = dec[len(pre):]
+    res = summarize(step_kernels, steps, layers, 1e3 * g.decode_s / steps)
     names: dict[str, float] = {}
-    for sign, events in ((1, dec), (-1, pre)):  # the decode steps' kernels only
-        for name, us in events:
-            names[name] = names.get(name, 0.0) + sign * us
+    for name, us in step_kernels:
+        names[name] = names.get(name, 0.0) + us
     res["top_kernels"] = [{"name": n[:120], "kind": kind_of(n), "ms_per_token": round(us / steps / 1e3, 4)}
                           for n, us in sorted(names.items(), key=lambda x: -x[1])[:8]]
     return res

@@ -129,9 +129,8 @@ def test_compiled_decode_matches_eager(tiny_qwen3):
 def test_decode_profile_summary_per_token():
     from evaluators.decode_profile import kind_of, summarize
 
-    prefill = [("ampere_gemm_128x128", 50.0), ("triton_red_fused_0", 3.0)]
     step = [("gemv2T_kernel", 20.0)] * 4 + [("gemv2T_kernel", 100.0)] + [("triton_poi_fused_1", 2.0)] * 8
-    s = summarize(prefill + step * 4, prefill, steps=4, layers=2, wall_ms_per_token=0.5)
+    s = summarize(step * 4, steps=4, layers=2, wall_ms_per_token=0.5)
     assert s["kernels_per_token"] == 13 and abs(s["gpu_busy_ms_per_token"] - 0.196) < 1e-9
     assert s["largest_kernel_ms"] == 0.1 and abs(s["per_layer_ms"] - 0.048) < 1e-9
     assert s["by_kind"]["fused by inductor (Triton)"] == {"kernels": 8.0, "ms": 0.016}
