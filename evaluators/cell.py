@@ -133,11 +133,21 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
     return out
 
 
+def _cell_gpus() -> list[int]:
+    """Physical indices (nvidia-smi's) of the GPUs this cell may use."""
+    vis = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [int(x) for x in vis.split(",") if x.strip().isdigit()] or [0]
+
+
 def run(spec: dict) -> dict:
     threads = int(spec["threads"])
     rt = make_runtime(spec["runtime"], spec)
     device = spec.get("device", "cpu")
-    vram = GpuMemorySampler().start() if device != "cpu" else None
+    rank = int(os.environ.get("RANK", "0"))  # tensor-parallel cells: one process per GPU, rank 0 reports
+    if rank != 0:  # every rank computes the same (collectives need all); only rank 0 writes files
+        spec = dict(spec, write_reference=False, reference_dir=None,
+                    kernel_check_out=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"qc-rank{rank}-{os.getpid()}.npy"))
+    vram = [GpuMemorySampler(i).start() for i in _cell_gpus()] if device != "cpu" and rank == 0 else []
     t0 = time.perf_counter()
     rt.load(Path(spec["artifact"]), spec["format"], threads, int(spec["n_ctx"]))
     result: dict = {"load_s": time.perf_counter() - t0, "threads": threads, "device": device,
@@ -184,8 +194,13 @@ def run(spec: dict) -> dict:
         if spec.get("serving_batches") and not rt.full_logits:
             result["serving"] = measure_serving(rt, win, spec)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if vram is not None:
-        result["peak_vram_bytes"] = vram.stop()
+    if vram:
+        per_gpu = [v.stop() for v in vram]
+        result["peak_vram_bytes"] = None if None in per_gpu else sum(per_gpu)
+        if len(per_gpu) > 1:
+            result["peak_vram_bytes_per_gpu"] = per_gpu
+    if spec.get("parallel"):
+        result["parallel"] = spec["parallel"]
     if spec.get("kind") != "tasks":
         result["weight_bytes"] = rt.weight_bytes()
     if hasattr(rt, "compile_seconds"):
@@ -225,7 +240,8 @@ def main(argv: list[str]) -> int:
         _write(out_path, {"ok": False, "unsupported": str(e)})
         return 0
     # Results first, teardown after: some engines (vLLM) may abort while shutting down.
-    _write(out_path, result)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _write(out_path, result)
     sys.stdout.flush()
     os._exit(0)
 

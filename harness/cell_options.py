@@ -1,6 +1,8 @@
 """Per-cell options of GPU, kernel-check and performance-only runs (device, batch sizes, roles)."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from evaluators.kernel_check import QUANTIZED_FORMATS, REFERENCE_RUNTIME, UNQUANTIZED_VARIANTS
@@ -38,3 +40,56 @@ def add_device_options(spec: dict, fmt: str, prepared, cfg, work: Path) -> None:
     if s.kernel_check_tokens:
         spec["kernel_check_ids"] = [int(t) for t in prepared.windows.ids.reshape(-1)[: s.kernel_check_tokens]]
         spec["kernel_check_out"] = str(work / "kernel-check" / f"{spec['variant']}__{spec['runtime']}.npy")
+
+
+@dataclass
+class GpuContext:
+    """The GPU pool of a run and the model's shape, to give each cell its GPUs (harness/gpu_plan.py)."""
+
+    pool: list[int]
+    shape: object = None
+    n_params: int = 0
+
+    @classmethod
+    def of(cls, cfg, source) -> "GpuContext":
+        from harness import gpu_plan
+
+        if cfg.eval.device == "cpu" or source is None or not (source.path / "config.json").is_file():
+            return cls([])
+        pool = gpu_plan.visible_gpus()
+        pool = pool[: cfg.eval.gpus] if cfg.eval.gpus else pool
+        if cfg.eval.gpus and len(pool) < cfg.eval.gpus:
+            from harness.errors import UserError
+
+            raise UserError(f"--gpus {cfg.eval.gpus} asked for, but {len(pool)} GPU(s) are visible")
+        shape = gpu_plan.shape_of(json.loads((source.path / "config.json").read_text())) if pool else None
+        return cls(pool, shape, shape.n_params if shape else 0)
+
+    @staticmethod
+    def check_fits(cfg, config: dict) -> None:
+        """Before anything is built: the float16 reference must fit the GPUs given (a clear error if not)."""
+        from harness import gpu_plan
+
+        if cfg.eval.device == "cpu" or "transformers" not in cfg.runtimes:
+            return
+        pool = gpu_plan.visible_gpus()
+        pool = pool[: cfg.eval.gpus] if cfg.eval.gpus else pool
+        if not pool:
+            from harness.errors import UserError
+
+            raise UserError("--device cuda asked for, but nvidia-smi lists no GPU here")
+        s = cfg.eval
+        ctx = max(s.n_ctx, s.prefill_tokens + s.decode_tokens + 1)
+        gpu_plan.cell_gpus("transformers", gpu_plan.shape_of(config), 2.0, ctx, max(s.decode_batches), pool)
+
+    def cell(self, runtime: str, manifest, cfg) -> dict:
+        from harness import gpu_plan
+
+        s = cfg.eval
+        # transformers computes every format in float16 (dequantized references); kernels read the file's bits
+        bpw = manifest.size_bytes * 8 / self.n_params if self.n_params else None
+        bpp = 2.0 if runtime == "transformers" else gpu_plan.bytes_per_param(manifest.format, bpw)
+        ctx = max(s.n_ctx, s.prefill_tokens + s.decode_tokens + 1)
+        plan = gpu_plan.cell_gpus(runtime, self.shape, bpp, ctx, max(s.decode_batches), self.pool, s.llama_split_mode,
+                                  manifest.format)
+        return plan.as_dict()

@@ -131,6 +131,28 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+# NVLink multicast stays off in NCCL, PyTorch and NVSHMEM (the lending hosts' rule: a program using it can
+# take shared GPUs out of service)
+NCCL_SAFE_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+
+def launch_command(job: CellJob, spec_file: Path, result_file: Path, env: dict) -> list[str]:
+    """The cell's command line, and its environment's GPU settings: a cell sees only the GPUs it was given
+    (llama.cpp would otherwise spread over every visible one), and a tensor-parallel cell is one process
+    per GPU under torchrun (rank 0 writes the result)."""
+    py = cell_python(job.runtime)
+    par = job.spec.get("parallel") or {}
+    n = int(par.get("gpus", 1))
+    if par:
+        visible = [x for x in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[:n] if visible else (str(i) for i in range(n)))
+        env.update(NCCL_SAFE_ENV)
+    if par.get("layout") == "tensor-parallel":  # (one process too: the same code path on a single GPU)
+        return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+                "-m", "evaluators.cell", str(spec_file), str(result_file)]
+    return [py, "-m", "evaluators.cell", str(spec_file), str(result_file)]
+
+
 def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: int) -> CellOutcome:
     cells_dir.mkdir(parents=True, exist_ok=True)
     spec_file = cells_dir / f"{job.name}.spec.json"
@@ -149,14 +171,14 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
     })
+    cmd = launch_command(job, spec_file, result_file, env)
     label = f"  [{job.variant} × {job.runtime}]"
     t0 = time.time()
     with open(log_file, "w") as log:
         # Own session: engines that spawn workers (vLLM) are cleaned up with the whole group, and a
         # worker left holding the pipe cannot keep the harness waiting.
         proc = subprocess.Popen(
-            [cell_python(job.runtime), "-m", "evaluators.cell", str(spec_file), str(result_file)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+            cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
             preexec_fn=die_with_parent,
         )
         reader = threading.Thread(target=_relay, args=(proc.stdout, console, label), daemon=True)

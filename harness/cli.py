@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--vllm-dtype", default=EvalSettings.vllm_dtype, help="vLLM compute dtype; auto: float32 where the checkpoint allows it (exact), bfloat16 for quantized kernels")
     c.add_argument("--llama-flash-attn", choices=("off", "on"), default=EvalSettings.llama_flash_attn,
                    help="llama.cpp flash attention (off: exact attention; on: what llama.cpp's tools pick on CPU)")
+    c.add_argument("--gpus", type=int, default=0, help="GPUs to use with --device cuda (0: every visible one); a cell "
+                   "takes the fewest that hold it and is split across them when it needs more than one")
+    c.add_argument("--llama-split-mode", choices=("layer", "row"), default=EvalSettings.llama_split_mode,
+                   help="how llama.cpp splits a model across GPUs (its -sm)")
     c.add_argument("--serving-batches", default="1,8,32", help="vLLM throughput sweep batch sizes")
     c.add_argument("--awq-backend", choices=AWQ_BACKENDS, default="autoawq")
     c.add_argument("--awq-calib-samples", type=int, default=AwqRecipe.calib_samples)
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where runtimes run and AWQ calibrates (cuda: float16, llama.cpp offloads every layer)")
     c.add_argument("--synthetic-weights", metavar="SHAPE", default=None,
-                   help="performance only: a model of this shape (qwen3-4b, tiny-qwen3) with random weights; no quality metrics")
+                   help="performance only: a model of this shape (qwen3-4b, qwen3-32b, llama-70b, tiny-qwen3) with random weights; no quality metrics")
     c.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder for --synthetic-weights (default: embedded SmolLM2)")
     c.add_argument("--decode-batches", default="1", help="decode tok/s at these batch sizes (e.g. 1,8)")
     c.add_argument("--kernel-check-tokens", type=int, default=0,
@@ -156,8 +160,12 @@ def config_from_args(a) -> RunConfig:
         prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens, speed_repeats=a.speed_repeats,
         threads=a.threads or default_threads(), sparse_top_k=a.sparse_top_k, serving_batches=batches,
         vllm_dtype=a.vllm_dtype, llama_flash_attn=a.llama_flash_attn, device=a.device, decode_batches=decode_batches,
-        kernel_check_tokens=a.kernel_check_tokens,
+        kernel_check_tokens=a.kernel_check_tokens, gpus=a.gpus, llama_split_mode=a.llama_split_mode,
     )
+    if a.gpus and a.device == "cpu":
+        raise UserError("--gpus needs --device cuda")
+    if a.gpus < 0:
+        raise UserError("--gpus must be 0 (every visible GPU) or more")
     task_settings = TaskSettings(tasks=tasks, limit=a.limit or None, num_fewshot=a.num_fewshot)
     awq = AwqRecipe(backend=a.awq_backend, calib_samples=a.awq_calib_samples, calib_seq_len=a.awq_calib_seq_len,
                     device=a.device)

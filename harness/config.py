@@ -94,6 +94,10 @@ class EvalSettings:
     # > 0: every cell also returns its logits for this many tokens, and each quantized runtime is
     # checked against the dequantized reference of the same weights (evaluators/kernel_check.py)
     kernel_check_tokens: int = 0
+    # GPU runs: the pool of GPUs (0: every visible one); each cell takes the fewest that hold it
+    # (harness/gpu_plan.py), and llama.cpp splits a model over several by layer or by row
+    gpus: int = 0
+    llama_split_mode: str = "layer"
 
     def as_dict(self) -> dict:
         return asdict(self)

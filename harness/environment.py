@@ -77,9 +77,20 @@ def describe(threads: int, seed: int) -> dict:
         "cpu_physical": physical,
         "memory_bytes": mem,
         "gpu": gpus(),
+        "gpu_topology": _topology_if_several(),
         "threads": threads,
         "seed": seed,
         "git_commit": git_commit(),
         "packages": package_versions(),
         "omp_wait_policy": "PASSIVE in cells that load torch; llama.cpp cells keep OpenMP's default",
     }
+
+
+def _topology_if_several() -> str | None:
+    """How several GPUs are linked (`nvidia-smi topo -m`); None with one GPU or none."""
+    g = gpus()
+    if not g or len(g) < 2:
+        return None
+    from harness.gpu_plan import topology
+
+    return topology()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evaluators.backends import runtimes_for
 from harness import store
-from harness.cell_options import add_device_options, needs_dequant_reference
+from harness.cell_options import GpuContext, add_device_options, needs_dequant_reference
 from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
 from harness.config import RunConfig
 from harness.errors import UserError
@@ -19,6 +19,7 @@ from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.results_doc import REFERENCE, assemble
 from harness.schema import write_csv, write_json_atomic
 from harness.source import resolve_source
+from harness.synthetic import SHAPES
 from harness.stages import StageClock, installs, summary
 from harness.variants import build_variants
 
@@ -40,6 +41,7 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
     then one lm-eval task cell per pair when tasks are asked for."""
     code = evaluator_code_hash()
     ref_dir = reference_dir(outcomes, prepared, cfg, code)
+    gpus = GpuContext.of(cfg, source)
     jobs = []
     for v, o in outcomes.items():
         if o.manifest is None:
@@ -57,7 +59,11 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
             }
             if r == "llama.cpp":
                 spec["flash_attn"] = s.llama_flash_attn
+                if s.device != "cpu":
+                    spec["llama_split_mode"] = s.llama_split_mode
             add_device_options(spec, o.manifest.format, prepared, cfg, work)
+            if gpus.pool:
+                spec["parallel"] = gpus.cell(r, o.manifest, cfg)
             if r == "transformers" and o.manifest.format == "gguf" and source is not None:
                 # transformers' GGUF loader guesses the architecture's shape (head_dim, ...); the source's
                 # config states it. Only the architecture is read from it, every weight comes from the GGUF.
@@ -151,9 +157,13 @@ def run_compare(cfg: RunConfig, console) -> int:
 
     for r in cfg.runtimes:
         cell_python(r, console.line)  # a runtime's own environment must exist (or be made) before anything is built
+    if cfg.synthetic in SHAPES:  # a model that cannot fit the GPUs is an error before its weights are made
+        GpuContext.check_fits(cfg, SHAPES[cfg.synthetic])
     with clock.stage("source (resolve; the default model is converted once)", "source"):
         source = resolve_source(cfg.model, progress=console.line, synthetic=cfg.synthetic, tokenizer_dir=cfg.tokenizer_dir,
                                 trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+    if not cfg.synthetic and (source.path / "config.json").is_file():
+        GpuContext.check_fits(cfg, json.loads((source.path / "config.json").read_text()))
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
     calib = cfg.calibration or CALIBRATION_TEXT
     check_calibration(calib, source, cfg)

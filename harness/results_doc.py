@@ -55,7 +55,11 @@ def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int,
     wb = r.get("weight_bytes")
     if wb and sp and bandwidth:
         rows.append(Row(v, rt, "weight_bytes_per_token", float(wb)))
-        rows.append(Row(v, rt, "decode_roofline_pct", 100.0 * sp["decode_tok_s"] * wb / bandwidth["bytes_s"]))
+        # several GPUs that read their shards at once (tensor parallel, llama.cpp by row) have their bandwidths
+        # added; split by layer, one GPU works at a time
+        par = r.get("parallel") or {}
+        n = int(par.get("gpus", 1)) if par.get("layout") not in ("layers", "llama.cpp split by layer") else 1
+        rows.append(Row(v, rt, "decode_roofline_pct", 100.0 * sp["decode_tok_s"] * wb / (n * bandwidth["bytes_s"])))
     for sv in r.get("serving") or []:
         b = sv["batch"]
         rows.append(Row(v, rt, f"output_tok_s_b{b}", sv["output_tok_s"]))
@@ -146,6 +150,8 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "kld_method": (r.get("kld") or {}).get("method"),
                 "role": r.get("role", "measured"),
                 "peak_vram_bytes": r.get("peak_vram_bytes"),
+                "peak_vram_bytes_per_gpu": r.get("peak_vram_bytes_per_gpu"),
+                "parallel": r.get("parallel"),
                 "device": r.get("device", "cpu"),
                 "decode_check": r.get("decode_check"),
                 "compile_seconds": r.get("compile_seconds"),

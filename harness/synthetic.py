@@ -20,6 +20,16 @@ SHAPES: dict[str, dict] = {
                      num_attention_heads=32, num_key_value_heads=8, head_dim=128, intermediate_size=9728,
                      vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
                      tie_word_embeddings=True, hidden_act="silu", attention_bias=False),
+    # models that do not fit one GPU in float16 (issue 15): Qwen3-32B's published config (65.5 GB in
+    # float16) and Llama-3.1-70B's (141 GB; its llama3 RoPE scaling left out: the shape is what matters)
+    "qwen3-32b": dict(model_type="qwen3", architectures=["Qwen3ForCausalLM"], hidden_size=5120, num_hidden_layers=64,
+                      num_attention_heads=64, num_key_value_heads=8, head_dim=128, intermediate_size=25600,
+                      vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                      tie_word_embeddings=False, hidden_act="silu", attention_bias=False),
+    "llama-70b": dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=8192, num_hidden_layers=80,
+                      num_attention_heads=64, num_key_value_heads=8, head_dim=128, intermediate_size=28672,
+                      vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                      tie_word_embeddings=False, hidden_act="silu", attention_bias=False, mlp_bias=False),
     "tiny-qwen3": dict(model_type="qwen3", architectures=["Qwen3ForCausalLM"], hidden_size=256, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=512,
                        vocab_size=49152, max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6,
@@ -55,7 +65,11 @@ def build_synthetic_source(shape: str, dest_root: Path, tokenizer_dir: Path | No
     spec = dict(SHAPES[shape])
     spec.update(bos_token_id=1, eos_token_id=2, initializer_range=INIT_STD, dtype="float16")
     config = AutoConfig.for_model(**spec)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # built on the GPU when it holds the float16 weights with room to spare, else in CPU memory
+    from harness.gpu_plan import shape_of
+
+    need = shape_of(spec).n_params * 2
+    device = "cuda" if torch.cuda.is_available() and need < 0.8 * torch.cuda.mem_get_info()[0] else "cpu"
     progress(f"[source] building synthetic {shape} weights on {device} (seed {seed}) ...")
     torch.manual_seed(seed)
     with torch.device(device):

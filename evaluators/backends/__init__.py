@@ -32,11 +32,14 @@ def make_runtime(name: str, options: dict | None = None) -> Runtime:
     if name == "transformers":
         from evaluators.backends.transformers_backend import TransformersRuntime
 
-        return TransformersRuntime(device=options.get("device", "cpu"), hf_config_dir=options.get("hf_config_dir"))
+        return TransformersRuntime(device=options.get("device", "cpu"), hf_config_dir=options.get("hf_config_dir"),
+                                   parallel=options.get("parallel"))
     if name == "llama.cpp":
         from evaluators.backends.llamacpp_backend import LlamaCppRuntime
 
-        return LlamaCppRuntime(flash_attn=options.get("flash_attn", "off"), device=options.get("device", "cpu"))
+        par = options.get("parallel") or {}
+        return LlamaCppRuntime(flash_attn=options.get("flash_attn", "off"), device=options.get("device", "cpu"),
+                               gpus=int(par.get("gpus", 1)), split_mode=options.get("llama_split_mode", "layer"))
     if name == "transformers-compiled":
         from evaluators.backends.compiled_backend import CompiledRuntime
 

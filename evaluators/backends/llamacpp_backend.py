@@ -17,11 +17,14 @@ from evaluators.kld import RowLogprobs, SparseLogprobs, TopK
 class LlamaCppRuntime(Runtime):
     name = "llama.cpp"
 
-    def __init__(self, flash_attn: str = "off", device: str = "cpu") -> None:
+    def __init__(self, flash_attn: str = "off", device: str = "cpu", gpus: int = 1, split_mode: str = "layer") -> None:
         if flash_attn not in ("on", "off"):
             raise ValueError(f"flash_attn must be 'on' or 'off', got {flash_attn!r}")
         self.flash_attn = flash_attn == "on"
         self.device = device
+        if split_mode not in ("layer", "row"):
+            raise ValueError(f"split_mode must be 'layer' or 'row', got {split_mode!r}")
+        self.gpus, self.split_mode = gpus, split_mode
         self.notes: list[str] = []
         self._scorer = None  # the llama_cpp.Llama that holds the model and the scoring context
         self._contexts: dict = {}  # decoding contexts, sized per run
@@ -34,7 +37,9 @@ class LlamaCppRuntime(Runtime):
             if not llama_cpp.llama_supports_gpu_offload():
                 raise RuntimeError("this llama.cpp build cannot offload to a GPU (build it with -DGGML_CUDA=ON "
                                    "and point LLAMA_CPP_LIB_PATH at it)")
-            self.notes.append("every layer offloaded to the GPU (n_gpu_layers = all)")
+            self.notes.append("every layer offloaded to the GPU (n_gpu_layers = all)" if self.gpus <= 1 else
+                              f"every layer offloaded, split across {self.gpus} GPUs by {self.split_mode} "
+                              f"(llama.cpp -sm {self.split_mode}, even tensor split)")
         self._scorer = self._open(n_ctx)
 
     def _open(self, n_ctx: int):
@@ -43,8 +48,17 @@ class LlamaCppRuntime(Runtime):
         return Llama(
             model_path=self.path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=self.threads,
             n_threads_batch=self.threads, logits_all=False, flash_attn=self.flash_attn, verbose=False, seed=0,
-            n_gpu_layers=-1 if self.device != "cpu" else 0,
+            n_gpu_layers=-1 if self.device != "cpu" else 0, **self.split_kwargs(),
         )
+
+    def split_kwargs(self) -> dict:
+        """llama.cpp's multi-GPU settings: by layer or by row, the same share on each GPU, GPU 0 as main."""
+        if self.device == "cpu" or self.gpus <= 1:
+            return {}
+        import llama_cpp
+
+        mode = llama_cpp.LLAMA_SPLIT_MODE_ROW if self.split_mode == "row" else llama_cpp.LLAMA_SPLIT_MODE_LAYER
+        return {"split_mode": mode, "main_gpu": 0, "tensor_split": [1.0] * self.gpus}
 
     def logits(self, ids: np.ndarray, keep_from: int = 0) -> np.ndarray:
         """One llama_decode of the whole sequence that asks for logits at keep_from.. only, as
@@ -195,6 +209,7 @@ class LlamaCppRuntime(Runtime):
         out = {"llama_cpp_python": metadata.version("llama_cpp_python"),
                "gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload())),
                "flash_attn": "on" if self.flash_attn else "off",
+               "split": f"{self.gpus} GPUs by {self.split_mode}" if self.gpus > 1 else "one device",
                # the build's compiled-in features (CUDA: ARCHS, USE_GRAPHS, FA_QUANTS, ...)
                "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()}
         if os.environ.get("QC_LLAMA_BUILD_FLAGS"):  # the cmake flags of a build made by a job script

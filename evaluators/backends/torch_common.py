@@ -13,8 +13,9 @@ class TorchDecodeMixin(Runtime):
     """Needs self.model (an HF causal LM), self.torch and self.device."""
 
     def _sync(self) -> None:
-        if self.device != "cpu":
-            self.torch.cuda.synchronize()
+        if self.device != "cpu":  # every GPU of the cell (a model split by layer spans several)
+            for i in range(self.torch.cuda.device_count()):
+                self.torch.cuda.synchronize(i)
 
     def logits(self, ids: np.ndarray, keep_from: int = 0) -> np.ndarray:
         torch = self.torch
@@ -72,8 +73,10 @@ class TorchDecodeMixin(Runtime):
         """Bytes of parameters and buffers (AWQ's packed weights are buffers), tied tensors counted once."""
         seen, total = set(), 0
         for t in list(self.model.parameters()) + list(self.model.buffers()):
-            if t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
+            # a tensor-parallel shard (DTensor) counts with its whole size: the roofline adds the GPUs' bandwidths
+            key = id(t) if hasattr(t, "to_local") else t.data_ptr()
+            if key not in seen:
+                seen.add(key)
                 total += t.numel() * t.element_size()
         return total
 

@@ -45,14 +45,20 @@ def _load_awq_dequantized(path: Path, torch, dtype, device: str = "cpu"):
     return model
 
 
+def _max_memory(torch, n: int) -> dict:
+    """90% of each GPU's free memory, for accelerate's placement."""
+    return {i: int(torch.cuda.mem_get_info(i)[0] * 0.9) for i in range(n)}
+
+
 class TransformersRuntime(TorchDecodeMixin):
     name = "transformers"
 
-    def __init__(self, device: str = "cpu", hf_config_dir: str | None = None) -> None:
+    def __init__(self, device: str = "cpu", hf_config_dir: str | None = None, parallel: dict | None = None) -> None:
         self.notes: list[str] = []
         self.model = None
         self.device = device
         self.hf_config_dir = hf_config_dir
+        self.parallel = parallel or {}
 
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
         import torch
@@ -64,8 +70,14 @@ class TransformersRuntime(TorchDecodeMixin):
         self.dtype = torch.float32 if self.device == "cpu" else torch.float16
         if self.device != "cpu" and not torch.cuda.is_available():
             raise RuntimeError(f"device {self.device} asked for, but torch sees no GPU")
+        layout, n = self.parallel.get("layout", "single"), int(self.parallel.get("gpus", 1))
+        if layout == "tensor-parallel" and fmt == "hf-safetensors":
+            self._load_tensor_parallel(artifact, torch)
+            return
+        # one device, or several by layer (accelerate's device_map): built on the CPU first when split
+        where = "cpu" if layout == "layers" and n > 1 else self.device
         if fmt == "hf-awq-gemm":
-            model = _load_awq_dequantized(artifact, torch, self.dtype, self.device)
+            model = _load_awq_dequantized(artifact, torch, self.dtype, where)
             self.notes.append("AWQ weights dequantized exactly: a quality reference, not an INT4 speed figure")
         elif fmt == "gguf":
             from transformers import AutoConfig
@@ -75,10 +87,41 @@ class TransformersRuntime(TorchDecodeMixin):
                                                          config=config)
             self.notes.append("GGUF weights dequantized by gguf-py: the exact reference for llama.cpp's kernels, not a speed figure")
         else:
+            if layout == "layers" and n > 1:  # placed layer by layer as it loads
+                self.model = AutoModelForCausalLM.from_pretrained(artifact, dtype=self.dtype, device_map="auto",
+                                                                  max_memory=_max_memory(torch, n)).eval()
+                self._note_layers(n)
+                return
             model = AutoModelForCausalLM.from_pretrained(artifact, dtype=self.dtype)
             if fmt == "hf-compressed-tensors":
                 self.notes.append("compressed-tensors checkpoint run through transformers: a quality reference, not a speed figure")
+        if layout == "layers" and n > 1:
+            from accelerate import dispatch_model, infer_auto_device_map
+
+            device_map = infer_auto_device_map(model, max_memory=_max_memory(torch, n),
+                                               no_split_module_classes=model._no_split_modules)
+            self.model = dispatch_model(model.eval(), device_map=device_map)
+            self._note_layers(n)
+            return
         self.model = model.to(self.device).eval()
+
+    def _note_layers(self, n: int) -> None:
+        self.device = "cuda:0"  # inputs enter at the embedding's GPU
+        self.notes.append(f"split across {n} GPUs by layer (accelerate device_map): one GPU computes at a time")
+
+    def _load_tensor_parallel(self, artifact: Path, torch) -> None:
+        """PyTorch tensor parallelism as transformers exposes it: every process (one per GPU, under torchrun)
+        holds a shard of each layer, and the logits are whole on every rank."""
+        import os
+
+        from transformers import AutoModelForCausalLM
+
+        self.model = AutoModelForCausalLM.from_pretrained(artifact, dtype=self.dtype, tp_plan="auto").eval()
+        rank, world = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        self.device = f"cuda:{rank}" if self.device != "cpu" else "cpu"
+        backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "none"
+        self.notes.append(f"tensor parallel over {world} processes (transformers tp_plan='auto', torch.distributed "
+                          f"{backend})")
 
     def versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("torch", "transformers")}
