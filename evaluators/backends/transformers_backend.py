@@ -119,6 +119,8 @@ class TransformersRuntime(TorchDecodeMixin):
         self.model = AutoModelForCausalLM.from_pretrained(artifact, dtype=self.dtype, tp_plan="auto").eval()
         rank, world = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         self.device = f"cuda:{rank}" if self.device != "cpu" else "cpu"
+        if world == 1 and self.device != "cpu":  # one process: transformers shards nothing and leaves it on the CPU
+            self.model = self.model.to(self.device)
         backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "none"
         self.notes.append(f"tensor parallel over {world} processes (transformers tp_plan='auto', torch.distributed "
                           f"{backend})")
