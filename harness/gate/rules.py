@@ -43,10 +43,11 @@ class Gate:
         n = len(groups[0][0])
         if len(groups) == 1 and len(groups[0]) == 1:
             return bootstrap_ci(q.summary, groups, self.boot), f"paired bootstrap over {n} {q.unit}"
+        def stat(a, b):
+            return sign * (q.summary(a) - q.summary(b))
+
         if len(groups) == 1:
-            stat = lambda a, b: sign * (q.summary(a) - q.summary(b))  # noqa: E731
             return bootstrap_ci(stat, groups, self.boot), f"paired bootstrap over {n} {q.unit} of both runs"
-        stat = lambda a, b: sign * (q.summary(a) - q.summary(b))  # noqa: E731
         return bootstrap_ci(stat, groups, self.boot), f"UNPAIRED bootstrap (each run's {q.unit} resampled on its own)"
 
     def _row(self, cell, rule, metric, direction, limit, est, method, against) -> Decision:
