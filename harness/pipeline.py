@@ -36,6 +36,17 @@ def reference_dir(outcomes, prepared, cfg: RunConfig, code: str) -> Path:
     return store.area("references") / f"{key}-k{cfg.eval.kld_top_k}"
 
 
+def task_spec(spec: dict, task_req) -> dict:
+    """The lm-eval task cell of a (variant, runtime) pair: its quality cell's model settings, and on a GPU
+    run the same device and GPU split (a CPU run's task cells keep their keys)."""
+    tspec = {k: spec[k] for k in ("variant", "runtime", "format", "artifact", "n_ctx", "threads", "seed")}
+    tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir", "flash_attn") if k in spec})
+    if spec.get("device", "cpu") != "cpu":
+        tspec.update({k: spec[k] for k in ("device", "parallel", "llama_split_mode") if k in spec})
+    tspec.update({"kind": "tasks", "task_requests": str(task_req.path), "task_requests_sha256": task_req.sha256})
+    return tspec
+
+
 def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
     then one lm-eval task cell per pair when tasks are asked for."""
@@ -78,9 +89,7 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
                 spec["reference_dir"] = None
             jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
             if task_req is not None:
-                tspec = {k: spec[k] for k in ("variant", "runtime", "format", "artifact", "n_ctx", "threads", "seed")}
-                tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir", "flash_attn") if k in spec})
-                tspec.update({"kind": "tasks", "task_requests": str(task_req.path), "task_requests_sha256": task_req.sha256})
+                tspec = task_spec(spec, task_req)
                 jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
     # the fp16 reference first; dequantized references (only read by the kernel checks) last
     jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,

@@ -112,3 +112,18 @@ def test_tensor_parallel_cell_scores_as_one_process(tiny_qwen3, tmp_path):
     assert one.result["sanity_tokens"] == two.result["sanity_tokens"]
     assert two.result["parallel"] == {"gpus": 2, "layout": "tensor-parallel"}
     assert any("tensor parallel over 2 processes" in n and "gloo" in n for n in two.result["notes"])
+
+
+def test_task_cells_run_where_their_quality_cells_run():
+    """On a GPU run the lm-eval cell takes the quality cell's device and split; a CPU run's keys are unchanged."""
+    from types import SimpleNamespace
+
+    from harness.pipeline import task_spec
+
+    req = SimpleNamespace(path="req.jsonl", sha256="abc")
+    base = {"variant": "fp16", "runtime": "transformers", "format": "hf-safetensors", "artifact": "m", "n_ctx": 512,
+            "threads": 4, "seed": 0}
+    cpu = task_spec(dict(base, device="cpu"), req)
+    assert "device" not in cpu and cpu["kind"] == "tasks"
+    gpu = task_spec(dict(base, device="cuda", parallel={"gpus": 2, "layout": "tensor-parallel"}), req)
+    assert gpu["device"] == "cuda" and gpu["parallel"]["gpus"] == 2
