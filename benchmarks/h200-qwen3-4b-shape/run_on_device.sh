@@ -20,27 +20,7 @@ LOG=$ROOT/runs/device.log
 DEV=/tmp/qc-device
 LLAMA_FLAGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE=Release"
 
-setup() {
-  # the payload is copied off the working tree: a later call's sync removes .device unless it carries it
-  rm -rf "$DEV" && cp -r .device "$DEV"
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $DEV/whl-main/*.whl
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/awqsite $DEV/whl-awq/*.whl
-  cp -r "$DEV"/site/llama_cpp "$DEV"/site/llama_cpp_python-*.dist-info /tmp/site/
-  # transformers reads a GGUF only when the package `gguf` has metadata: the vendored gguf-py is it
-  mkdir -p /tmp/site/gguf-0.19.0.dist-info
-  printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > /tmp/site/gguf-0.19.0.dist-info/METADATA
-  touch /tmp/site/gguf-0.19.0.dist-info/RECORD
-  # AutoAWQ imports `datasets` at module level only to load calibration sets by name; ours is a list of ids
-  mkdir -p /tmp/awqsite/datasets
-  printf 'def load_dataset(*a, **k):\n    raise RuntimeError("datasets is not installed on this offline host")\n' \
-    > /tmp/awqsite/datasets/__init__.py
-  # the AutoAWQ "environment" (calibration only): the host's torch + AutoAWQ 0.2.9 with transformers 4.51.3
-  mkdir -p /tmp/venvs/autoawq/bin
-  printf '#!/bin/sh\nPYTHONPATH=/tmp/awqsite:%s:%s/llama.cpp/gguf-py exec python3 "$@"\n' "$ROOT" "$DEV" \
-    > /tmp/venvs/autoawq/bin/python
-  chmod +x /tmp/venvs/autoawq/bin/python
-  touch /tmp/venvs/autoawq/.installed  # harness/envs.py takes an environment as made only with its stamp
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_payload_setup.sh"  # setup(): the payload installed on the host
 
 build_llama_cuda() {
   [ -f runs/cuda-build/bin/libllama.so ] && return 0  # built by an earlier job on this machine
