@@ -42,6 +42,24 @@ def add_device_options(spec: dict, fmt: str, prepared, cfg, work: Path) -> None:
         spec["kernel_check_out"] = str(work / "kernel-check" / f"{spec['variant']}__{spec['runtime']}.npy")
 
 
+def _gpu_pool(cfg) -> list[int]:
+    """The GPUs a run may use (--gpus of the visible ones); a clear error when there are fewer."""
+    from harness import gpu_plan
+    from harness.errors import UserError
+
+    pool = gpu_plan.visible_gpus()
+    if not pool:
+        raise UserError("--device cuda asked for, but nvidia-smi lists no GPU here")
+    if cfg.eval.gpus and len(pool) < cfg.eval.gpus:
+        raise UserError(f"--gpus {cfg.eval.gpus} asked for, but {len(pool)} GPU(s) are visible")
+    return pool[: cfg.eval.gpus] if cfg.eval.gpus else pool
+
+
+def _kv_size(s) -> tuple[int, int]:
+    """The longest context and the largest batch a cell's KV cache must hold."""
+    return max(s.n_ctx, s.prefill_tokens + s.decode_tokens + 1), max(s.decode_batches)
+
+
 @dataclass
 class GpuContext:
     """The GPU pool of a run and the model's shape, to give each cell its GPUs (harness/gpu_plan.py)."""
@@ -56,14 +74,8 @@ class GpuContext:
 
         if cfg.eval.device == "cpu" or source is None or not (source.path / "config.json").is_file():
             return cls([])
-        pool = gpu_plan.visible_gpus()
-        pool = pool[: cfg.eval.gpus] if cfg.eval.gpus else pool
-        if cfg.eval.gpus and len(pool) < cfg.eval.gpus:
-            from harness.errors import UserError
-
-            raise UserError(f"--gpus {cfg.eval.gpus} asked for, but {len(pool)} GPU(s) are visible")
-        shape = gpu_plan.shape_of(json.loads((source.path / "config.json").read_text())) if pool else None
-        return cls(pool, shape, shape.n_params if shape else 0)
+        shape = gpu_plan.shape_of(json.loads((source.path / "config.json").read_text()))
+        return cls(_gpu_pool(cfg), shape, shape.n_params)
 
     @staticmethod
     def check_fits(cfg, config: dict) -> None:
@@ -72,15 +84,7 @@ class GpuContext:
 
         if cfg.eval.device == "cpu" or "transformers" not in cfg.runtimes:
             return
-        pool = gpu_plan.visible_gpus()
-        pool = pool[: cfg.eval.gpus] if cfg.eval.gpus else pool
-        if not pool:
-            from harness.errors import UserError
-
-            raise UserError("--device cuda asked for, but nvidia-smi lists no GPU here")
-        s = cfg.eval
-        ctx = max(s.n_ctx, s.prefill_tokens + s.decode_tokens + 1)
-        gpu_plan.cell_gpus("transformers", gpu_plan.shape_of(config), 2.0, ctx, max(s.decode_batches), pool)
+        gpu_plan.cell_gpus("transformers", gpu_plan.shape_of(config), 2.0, *_kv_size(cfg.eval), _gpu_pool(cfg))
 
     def cell(self, runtime: str, manifest, cfg) -> dict:
         from harness import gpu_plan
@@ -89,7 +93,6 @@ class GpuContext:
         # transformers computes every format in float16 (dequantized references); kernels read the file's bits
         bpw = manifest.size_bytes * 8 / self.n_params if self.n_params else None
         bpp = 2.0 if runtime == "transformers" else gpu_plan.bytes_per_param(manifest.format, bpw)
-        ctx = max(s.n_ctx, s.prefill_tokens + s.decode_tokens + 1)
-        plan = gpu_plan.cell_gpus(runtime, self.shape, bpp, ctx, max(s.decode_batches), self.pool, s.llama_split_mode,
+        plan = gpu_plan.cell_gpus(runtime, self.shape, bpp, *_kv_size(s), self.pool, s.llama_split_mode,
                                   manifest.format)
         return plan.as_dict()

@@ -151,5 +151,4 @@ def test_a_step_that_fails_to_compile_falls_back_to_eager_and_says_so(tiny_qwen3
     rt.decoder._step = broken
     g = rt.generate(list(range(300, 320)), 4)
     assert len(g.tokens) == 5 and rt.decoder.mode.startswith("eager")
-    rt.compile_seconds()
     assert any("COMPILING FAILED" in n and "could not lower" in n for n in rt.notes)

@@ -3,11 +3,10 @@ the CUDA extension awq_ext is absent) inside transformers 4.51. Runs in the Auto
 GPU only: its kernels have no CPU path worth timing."""
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 from evaluators.backends.base import Unsupported
-from evaluators.backends.torch_common import TorchDecodeMixin
+from evaluators.backends.torch_common import TorchDecodeMixin, package_versions
 
 
 class AutoAwqRuntime(TorchDecodeMixin):
@@ -39,12 +38,7 @@ class AutoAwqRuntime(TorchDecodeMixin):
         self.notes.append(f"AutoAWQ WQLinear_GEMM through {kernel}; float16 activations")
 
     def versions(self) -> dict[str, str]:
-        out = {p: metadata.version(p) for p in ("autoawq", "torch", "transformers")}
-        try:
-            out["triton"] = metadata.version("triton")
-        except metadata.PackageNotFoundError:
-            pass
-        return out
+        return package_versions("autoawq", "torch", "transformers")
 
     def compute_dtype(self) -> str:
         return f"int4 weights (AWQ GEMM, {self.kernel}), float16 activations"

@@ -28,3 +28,22 @@ def dequantize_gemm(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.T
     z = unpack_int4(qzeros).repeat_interleave(group_size, dim=0)  # [in, out]
     s = scales.to(torch.float32).repeat_interleave(group_size, dim=0)
     return ((q - z).to(torch.float32) * s).t().contiguous()
+
+
+def read_awq_checkpoint(path, device: str = "cpu"):
+    """An AutoAWQ GEMM checkpoint folder: (the model's config without its quantization_config, the group
+    size, every tensor of its safetensors files on `device`). 4-bit GEMM only."""
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    cfg_dict = json.loads((path / "config.json").read_text())
+    qcfg = cfg_dict.pop("quantization_config")
+    if qcfg.get("bits", qcfg.get("w_bit", 4)) != 4 or str(qcfg.get("version", "gemm")).lower() != "gemm":
+        raise ValueError(f"only 4-bit AWQ GEMM checkpoints are supported, got {qcfg}")
+    group = int(qcfg.get("group_size", qcfg.get("q_group_size")))
+    state: dict = {}
+    for f in sorted(path.glob("*.safetensors")):
+        state.update(load_file(f, device=device))
+    return AutoConfig.for_model(**cfg_dict), group, state

@@ -9,11 +9,10 @@ Python. Reads
 Scoring (logits) runs the same modules without the cache, so kernel checks read the same kernels."""
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 from evaluators.backends.base import Generation
-from evaluators.backends.torch_common import TorchDecodeMixin
+from evaluators.backends.torch_common import TorchDecodeMixin, package_versions
 
 
 class CompiledRuntime(TorchDecodeMixin):
@@ -51,7 +50,7 @@ class CompiledRuntime(TorchDecodeMixin):
         else:
             raise ValueError(f"transformers-compiled does not read {fmt}")
         self.model = model.eval()
-        self.decoder = StaticDecoder(self.model, self.device, self.mode, batch1_len=self.batch1_len)
+        self.decoder = StaticDecoder(self.model, self.device, self.mode, batch1_len=self.batch1_len, notes=self.notes)
         self.notes.append(f"decode: static KV cache, one-token step compiled by torch.compile (mode "
                           f"'{self.decoder.mode}'{', CUDA graphs' if self.decoder.mode == 'reduce-overhead' else ''}); "
                           "prefill: the model's eager forward")
@@ -68,17 +67,10 @@ class CompiledRuntime(TorchDecodeMixin):
 
     def compile_seconds(self) -> dict:
         """Seconds of each batch size's first decode loop (tracing, compiling, capturing the graph)."""
-        if self.decoder.compile_error and not any("COMPILING FAILED" in n for n in self.notes):
-            self.notes.append(f"COMPILING FAILED, decode ran the eager step: {self.decoder.compile_error}")
         return {str(b): s for b, s in self.decoder.first_call_s.items()}
 
     def versions(self) -> dict[str, str]:
-        out = {p: metadata.version(p) for p in ("torch", "transformers")}
-        try:
-            out["triton"] = metadata.version("triton")
-        except metadata.PackageNotFoundError:
-            pass
-        return out
+        return package_versions("torch", "transformers")
 
     def compute_dtype(self) -> str:
         dt = str(self.dtype).replace("torch.", "")

@@ -10,13 +10,12 @@ scales and zeros only (int4mm.cu checks it), so there the scales are rounded fro
 `check_layer` measures the result against the exactly dequantized weights at load time."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from evaluators.backends.awq_gemm import dequantize_gemm, unpack_int4
+from evaluators.backends.awq_gemm import dequantize_gemm, read_awq_checkpoint, unpack_int4
 
 INNER_K_TILES = 8  # 16-byte loads of packed weights (gpt-fast's and torchao's choice)
 GROUP_SIZES = (32, 64, 128, 256)  # the kernel's
@@ -101,20 +100,11 @@ def load_awq_int4(path: Path, device: str, dtype: torch.dtype, check_tol: float 
     """An HF causal LM from an AWQ GEMM checkpoint whose quantized linears are Int4Linear; every other
     weight (embeddings, norms, head) in `dtype`. Built on the meta device, so no full-precision copy of
     the quantized layers is ever allocated. Returns (model, facts)."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    cfg_dict = json.loads((path / "config.json").read_text())
-    qcfg = cfg_dict.pop("quantization_config")
-    if qcfg.get("bits", qcfg.get("w_bit", 4)) != 4 or str(qcfg.get("version", "gemm")).lower() != "gemm":
-        raise ValueError(f"only 4-bit AWQ GEMM checkpoints are supported, got {qcfg}")
-    group = int(qcfg.get("group_size", qcfg.get("q_group_size")))
-    config = AutoConfig.for_model(**cfg_dict)
+    config, group, state = read_awq_checkpoint(path, device)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    state: dict = {}
-    for f in sorted(path.glob("*.safetensors")):
-        state.update(load_file(f, device=device))
     check, dense, n_quant, high_first = None, {}, 0, True
     for name in [n for n in state if n.endswith(".qweight")]:
         prefix = name[: -len(".qweight")]

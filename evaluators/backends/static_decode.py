@@ -23,11 +23,13 @@ class StaticRun:
 
 
 class StaticDecoder:
-    def __init__(self, model, device: str, mode: str | None = None, batch1_len: int = 0) -> None:
+    def __init__(self, model, device: str, mode: str | None = None, batch1_len: int = 0,
+                 notes: list[str] | None = None) -> None:
         """mode: torch.compile's mode for the step ("reduce-overhead" on CUDA, "default" on CPU),
         or "eager" for the same loop uncompiled. batch1_len: the least cache length at batch 1, so that
         the short runs (sanity generation, decode check) share the timed run's cache and graph."""
         self.model, self.device, self.batch1_len = model, device, batch1_len
+        self.notes = notes if notes is not None else []  # where a compile failure is stated
         self.mode = mode or ("reduce-overhead" if device.startswith("cuda") else "default")
         self._caches: dict[int, object] = {}
         self._max_len: dict[int, int] = {}
@@ -51,6 +53,7 @@ class StaticDecoder:
                 raise
             self.compile_error = f"{type(e).__name__}: {e}"[:400]
             self._step, self.mode = self._one_step, "eager (compiling failed)"
+            self.notes.append(f"COMPILING FAILED, decode ran the eager step: {self.compile_error}")
             return self._step(cur, cache)
 
     def _cache(self, batch: int, length: int):

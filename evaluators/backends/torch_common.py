@@ -9,6 +9,19 @@ from evaluators.backends.base import Generation, Runtime
 from evaluators.kld import RowLogprobs, SparseLogprobs, TopK
 
 
+def package_versions(*names: str, optional: tuple[str, ...] = ("triton",)) -> dict[str, str]:
+    """Versions of the packages a runtime ran with; `optional` ones only where installed."""
+    from importlib import metadata
+
+    out = {p: metadata.version(p) for p in names}
+    for p in optional:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 class TorchDecodeMixin(Runtime):
     """Needs self.model (an HF causal LM), self.torch and self.device."""
 

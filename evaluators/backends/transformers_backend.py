@@ -3,7 +3,6 @@ and kernel references, not speed figures) and compressed-tensors checkpoints. fl
 float16 on a GPU."""
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from pathlib import Path
 
@@ -12,22 +11,13 @@ from evaluators.backends.torch_common import TorchDecodeMixin
 
 def _load_awq_dequantized(path: Path, torch, dtype, device: str = "cpu"):
     """Build the model from its config and fill every AWQ linear with its exactly dequantized weight."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from evaluators.backends.awq_gemm import dequantize_gemm
+    from evaluators.backends.awq_gemm import dequantize_gemm, read_awq_checkpoint
 
-    cfg_dict = json.loads((path / "config.json").read_text())
-    qcfg = cfg_dict.pop("quantization_config")
-    if qcfg.get("bits", qcfg.get("w_bit", 4)) != 4 or str(qcfg.get("version", "gemm")).lower() != "gemm":
-        raise ValueError(f"only 4-bit AWQ GEMM checkpoints are supported, got {qcfg}")
-    group = int(qcfg.get("group_size", qcfg.get("q_group_size")))
-    config = AutoConfig.for_model(**cfg_dict)
+    config, group, state = read_awq_checkpoint(path, device)  # dequantized on the same device
     with torch.device(device):  # built (and randomly initialized, then overwritten) where it will run
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    state: dict = {}
-    for f in sorted(path.glob("*.safetensors")):
-        state.update(load_file(f, device=device))  # dequantized on the same device
     dense = {}
     for name, t in state.items():
         if name.endswith(".qweight"):
