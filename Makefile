@@ -95,7 +95,9 @@ compare: setup $(if $(VLLM),setup-vllm)
 	$(BIN)/quantcompare compare $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") \
 		$(if $(VLLM),--runtimes $(VLLM_RUNTIMES)) $(if $(GATE),--gate "$(GATE)") $(ARGS)
 
-# The release gate on a finished run: exit 0 pass, 1 fail, 3 inconclusive, 2 bad input.
+# The release gate on a finished run. quantcompare gate exits 0 pass, 1 fail, 3 inconclusive, 2 bad input,
+# but GNU make turns any failing recipe into its own exit 2: where the distinct codes matter (CI), call
+# `.venv/bin/quantcompare gate RESULTS.json ...` directly.
 gate: $(MAIN_STAMP)
 	$(BIN)/quantcompare gate "$(RESULTS)" $(if $(POLICY),--policy "$(POLICY)") $(if $(BASELINE),--baseline "$(BASELINE)") $(ARGS)
 

@@ -77,7 +77,8 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             raise RuntimeError("the reference cell needs a runtime with full logits")
         ref_dir.mkdir(parents=True, exist_ok=True)
     k_sparse = int(spec.get("sparse_top_k", 20))
-    window_nll, kld_all, top1_w, kld_w = [], [], [], []
+    window_nll, token_nll, kld_all, top1_w, kld_w = [], [], [], [], []
+    nonfinite = 0  # scored positions whose logits or log-probs are not finite (NaN / Inf): a broken variant
     t0 = time.perf_counter()
     for w, rows, sparse in _window_scores(rt, win, k_sparse):
         tgt = win.targets(w).astype(np.int64)
@@ -85,9 +86,12 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             if tgt.max() >= rows.vocab:
                 raise RuntimeError(f"token id {int(tgt.max())} outside the runtime's vocabulary ({rows.vocab})")
             nll = -rows.at(tgt)
+            nonfinite += int(np.count_nonzero(~np.isfinite(rows.lse)))
         else:
             nll = -sparse.target_logp
+        nonfinite += int(np.count_nonzero(~np.isfinite(nll)))
         window_nll.append(float(nll.mean()))
+        token_nll.append([float(f"{x:.6g}") for x in nll])
         if write_ref:
             k_ref = int(spec["kld_top_k"])
             top = TopK.whole(rows) if k_ref <= 0 else TopK.from_rows(rows, k_ref)
@@ -111,9 +115,12 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
         (ref_dir / "COMPLETE").write_text(f"{win.n_windows} windows, top-{spec['kld_top_k']}\n")
     out = {
         "window_nll": window_nll,
+        # every scored token's NLL (6 significant digits): Δp and Cor(ln PPL) against fp16 are taken from these
+        "nll_per_token": token_nll,
         "scored_tokens": win.n_windows * win.scored_per_window,
         "eval_seconds": elapsed,
         "eval_tok_s": win.n_windows * win.n_ctx / elapsed,
+        "nonfinite_positions": nonfinite,
     }
     if kld_all:
         allk = np.concatenate(kld_all)
@@ -139,9 +146,11 @@ def _cell_gpus() -> list[int]:
     return [int(x) for x in vis.split(",") if x.strip().isdigit()] or [0]
 
 
-def run(spec: dict) -> dict:
+def run(spec: dict, fault: str | None = None) -> dict:
     threads = int(spec["threads"])
     rt = make_runtime(spec["runtime"], spec)
+    if fault == "nan":
+        _nan_logits(rt)
     device = spec.get("device", "cpu")
     rank = int(os.environ.get("RANK", "0"))  # tensor-parallel cells: one process per GPU, rank 0 reports
     if rank != 0:  # every rank computes the same (collectives need all); only rank 0 writes files
@@ -218,24 +227,40 @@ def _write(out_path: Path, result: dict) -> None:
     tmp.replace(out_path)
 
 
-def _injected_fault(spec: dict) -> None:
+def _injected_fault(spec: dict) -> str | None:
     """The fault battery's hook (tests/faults): QC_FAULT_CELL="variant|runtime|kill" makes that cell die
-    as the kernel's out-of-memory killer would end it; "raise" makes it crash with an exception."""
+    as the kernel's out-of-memory killer would end it; "raise" makes it crash with an exception; "nan" makes
+    its runtime return NaN logits (returned: run() applies it once the runtime exists)."""
     want = os.environ.get("QC_FAULT_CELL", "").split("|")
     if len(want) == 3 and want[:2] == [spec.get("variant"), spec.get("runtime")] and spec.get("kind", "quality") == "quality":
         if want[2] == "kill":
             os.kill(os.getpid(), 9)
+        if want[2] == "nan":
+            return "nan"
         raise MemoryError("injected fault: cannot allocate memory")
+    return None
+
+
+def _nan_logits(rt) -> None:
+    """Make the runtime's logits NaN from the second position on (a model whose weights overflowed)."""
+    real = rt.logits
+
+    def logits(ids, keep_from=0):
+        out = np.array(real(ids, keep_from=keep_from), dtype=np.float32)
+        out[1:] = np.nan
+        return out
+
+    rt.logits = logits
 
 
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[1]), Path(argv[2])
     spec = json.loads(spec_path.read_text())
-    _injected_fault(spec)
+    fault = _injected_fault(spec)
     if spec.get("runtime") != "llama.cpp":
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        result = run(spec)
+        result = run(spec, fault)
     except Unsupported as e:
         _write(out_path, {"ok": False, "unsupported": str(e)})
         return 0

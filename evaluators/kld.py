@@ -151,14 +151,16 @@ def kld_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
     known exactly), and one bucket for all other tokens. Merging outcomes never increases KL, so
     this is a lower bound of the full-vocabulary KL; it is exact when both top lists cover the
     vocabulary, and close when the variant's top-k holds nearly all of the reference's mass."""
+    # an engine pads a short top-k list with id -1 and log-prob -inf (vLLM): those entries are no outcome
+    valid = (var.ids >= 0) & np.isfinite(var.logp)
     if ref.ids is None:  # the reference's probability of each of the variant's tokens is known
-        ok = var.ids >= 0
-        p_at = np.take_along_axis(ref.logp, np.where(ok, var.ids, 0), axis=-1).astype(np.float64)
-        ref = TopK(var.ids.astype(np.int32), np.where(ok, p_at, -np.inf).astype(np.float32))
-    match = var.ids[:, :, None] == ref.ids[:, None, :].astype(np.int64)  # [n, k, K]
+        p_at = np.take_along_axis(ref.logp, np.where(valid, var.ids, 0), axis=-1).astype(np.float64)
+        ref = TopK(np.where(valid, var.ids, -1).astype(np.int32), np.where(valid, p_at, -np.inf).astype(np.float32))
+    match = (var.ids[:, :, None] == ref.ids[:, None, :].astype(np.int64)) & valid[:, :, None]  # [n, k, K]
     in_ref = match.any(axis=-1)  # [n, k]
-    p_logp = np.where(in_ref, (match * ref.logp[:, None, :].astype(np.float64)).sum(axis=-1), 0.0)
-    q_logp = var.logp.astype(np.float64)
+    ref_logp = np.where(np.isfinite(ref.logp), ref.logp, -1e30).astype(np.float64)  # exp() of it is 0, times 0 is 0
+    p_logp = np.where(in_ref, np.where(match, ref_logp[:, None, :], 0.0).sum(axis=-1), 0.0)
+    q_logp = np.where(valid, var.logp, 0.0).astype(np.float64)
     p = np.where(in_ref, np.exp(p_logp), 0.0)
     q = np.where(in_ref, np.exp(q_logp), 0.0)
     kl = np.where(in_ref, p * (p_logp - q_logp), 0.0).sum(axis=-1)

@@ -205,7 +205,7 @@ def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> T
     return TaskRequests(settings, pairs, path, sha)
 
 
-SCORES_FORMAT = "per-doc-v1"  # part of the scores' cache key: bump when the stored form changes
+SCORES_FORMAT = "per-doc-v1+loglik"  # part of the scores' cache key: bump when the stored form changes
 PER_DOC_METRICS = ("acc", "acc_norm")  # right/wrong per document: paired deltas and flips (harness/gate)
 
 
@@ -254,4 +254,6 @@ def _per_doc(samples: list[dict]) -> dict:
     for name in PER_DOC_METRICS:
         if samples and name in samples[0]:
             out[name] = [float(d[name]) for d in samples]
+    if samples and "perplexity" in samples[0]:  # lm-eval's per-document value is the log-likelihood
+        out["loglik"] = [float(d["perplexity"]) for d in samples]
     return out

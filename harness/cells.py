@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evaluators.backends import RUNTIME_VENV
 from harness import store
+from harness.host import environment_fingerprint, this_host
 from harness.paths import REPO_ROOT, die_with_parent
 
 EVALUATOR_DIR = REPO_ROOT / "evaluators"
@@ -43,6 +44,7 @@ class CellOutcome:
     run_s: float = 0.0  # time spent on it in this run (near 0 when cached)
     kind: str = "quality"
     unsupported: str | None = None  # the runtime cannot read this artifact here, and why
+    measured_on: dict | None = None  # the machine that measured it (harness.cells.measured_on)
 
 
 @dataclass
@@ -72,9 +74,33 @@ def cell_python(runtime: str, log=print) -> str:
     return str(env_python(venv, log))
 
 
+def measures_speed(spec: dict) -> bool:
+    return spec.get("kind", "quality") == "quality" and bool(spec.get("speed", True))
+
+
+def measurement_identity(spec: dict) -> dict:
+    """What, besides its inputs, a cell's figures depend on: every package of its runtime's environment, the
+    device class (CPU instruction sets or GPU model) and, when it times anything, the kind of host."""
+    host = this_host()
+    ident = {"runtime_env": environment_fingerprint(cell_python(spec["runtime"], log=lambda *_: None))["sha256"],
+             "device_class": host.device_class(spec.get("device", "cpu"))}
+    if measures_speed(spec):
+        ident["speed_class"] = host.speed_class()
+    return ident
+
+
+def measured_on(spec: dict) -> dict:
+    """Recorded with every result: the machine that measured it, and when."""
+    host = this_host()
+    return {"hostname": host.hostname, "cpu_model": host.cpu_model, "cpu_isa": list(host.cpu_isa),
+            "gpus": list(host.gpus), "speed_class": host.speed_class(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measurement_identity(spec)}
+
+
 def cell_key(spec: dict, artifact_key: str, code_hash: str) -> str:
     stable = {k: v for k, v in spec.items() if k not in ("artifact", "windows", "reference_dir", "task_requests", "tokenizer_dir", "hf_config_dir")}
-    blob = json.dumps({"spec": stable, "artifact": artifact_key, "code": code_hash}, sort_keys=True)
+    blob = json.dumps({"spec": stable, "artifact": artifact_key, "code": code_hash,
+                       "measured_by": measurement_identity(spec)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -101,7 +127,7 @@ def load_cached(cells_dir: Path, job: CellJob) -> CellOutcome | None:
     cells_dir.mkdir(parents=True, exist_ok=True)
     store.write_json(cells_dir / f"{job.name}.json", data)
     return CellOutcome(job.variant, job.runtime, bool(res.get("ok")), res, cached=True, wall_s=data.get("wall_s", 0.0),
-                       kind=job.kind, unsupported=res.get("unsupported"))
+                       kind=job.kind, unsupported=res.get("unsupported"), measured_on=data.get("measured_on"))
 
 
 def _tail(path: Path, n: int = 3) -> str:
@@ -195,13 +221,13 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
     wall = time.time() - t0
     if result_file.is_file():
         result = json.loads(result_file.read_text())
-        doc = {"key": job.key, "wall_s": wall, "result": result}
+        doc = {"key": job.key, "wall_s": wall, "result": result, "measured_on": measured_on(job.spec)}
         store.write_json(cells_dir / f"{job.name}.json", doc)
         if result.get("ok") or result.get("unsupported"):
             store.write_json(store.cell_file(job.key), doc)
         result_file.unlink()
         return CellOutcome(job.variant, job.runtime, bool(result.get("ok")), result, wall_s=wall, kind=job.kind,
-                           unsupported=result.get("unsupported"))
+                           unsupported=result.get("unsupported"), measured_on=doc["measured_on"])
     rc = proc.returncode
     if wall > timeout_s:
         why = f"timed out after {timeout_s:.0f} s"

@@ -1,6 +1,7 @@
 """Distrust outputs: flag broken variants and runtime disagreements, loudly."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 BROKEN_PPL_RATIO = 1.5  # a variant whose PPL is 50% above fp16's is broken, not "lossy"
@@ -30,13 +31,13 @@ def check_cells(ppl: dict[tuple[str, str], float], reference: tuple[str, str] | 
     for (v, r), err in failed.items():
         flags.append(Flag("error", v, r, f"evaluation failed: {err}"))
     for (v, r), p in ppl.items():
-        if not (p == p) or p in (float("inf"),):
-            flags.append(Flag("broken", v, r, "perplexity is not finite"))
+        if not math.isfinite(p):
+            flags.append(Flag("broken", v, r, "BROKEN: perplexity is not finite"))
     if reference is None or reference not in ppl:
         return flags
     ref = ppl[reference]
     for (v, r), p in ppl.items():
-        if (v, r) == reference or not (p == p):
+        if (v, r) == reference or not math.isfinite(p):
             continue
         ratio = p / ref
         if v == "gguf-f16":
@@ -62,4 +63,18 @@ def decode_check_flags(cell_docs: list[dict]) -> list[Flag]:
                               f"BROKEN COMPILED DECODE: its logits differ from the eager forward on the same tokens by "
                               f"{100 * c['rel_mean_err']:.1f}% of the mean |logit| (limit {100 * DECODE_CHECK_MAX_REL:.0f}%); "
                               "its speed is not a result"))
+    return flags
+
+
+def nonfinite_flags(cells) -> list[Flag]:
+    """A runtime whose logits were NaN or infinite at any scored position computed no distribution there:
+    the variant is broken, whatever its other figures say."""
+    flags = []
+    for c in cells:
+        n = int(c.result.get("nonfinite_positions") or 0)
+        if n:
+            total = c.result.get("scored_tokens")
+            of = f" of {total:,}" if isinstance(total, int) else ""
+            flags.append(Flag("broken", c.variant, c.runtime,
+                              f"BROKEN: its logits are not finite (NaN or Inf) at {n:,}{of} scored positions"))
     return flags

@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help=f"comma-separated variants (default {','.join(DEFAULT_VARIANTS)}): {variants_help()}")
     c.add_argument("--windows", type=int, default=EvalSettings.max_windows, help="number of evaluation windows (0 = all)")
+    c.add_argument("--window-choice", choices=("spread", "first"), default=EvalSettings.window_choice,
+                   help="spread: a seeded random sample of the text's windows, in text order; first: the first ones "
+                        "(llama-perplexity --chunks)")
+    c.add_argument("--window-seed", type=int, default=EvalSettings.window_seed, help="seed of the spread window choice")
     c.add_argument("--n-ctx", type=int, default=512, help="window length in tokens")
     c.add_argument("--score-from", type=float, default=0.5, help="score tokens from this fraction of each window on")
     c.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default: physical cores)")
@@ -115,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def bench_config(a) -> RunConfig:
     if a.eval_text is not None and not a.eval_text.is_file():
         raise UserError(f"file '{a.eval_text}' does not exist")
-    settings = EvalSettings(n_ctx=a.n_ctx, max_windows=a.windows or None, kld_top_k=a.kld_top_k,
+    settings = EvalSettings(n_ctx=a.n_ctx, max_windows=a.windows or None, kld_top_k=a.kld_top_k, window_choice="first",
                             prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens,
                             threads=a.threads or default_threads(), llama_flash_attn=a.llama_flash_attn)
     return RunConfig(model=a.model, out=a.out, variants=("gguf-f16", "gguf-q4_k_m"), runtimes=("llama.cpp",),
@@ -161,6 +165,7 @@ def config_from_args(a) -> RunConfig:
         threads=a.threads or default_threads(), sparse_top_k=a.sparse_top_k, serving_batches=batches,
         vllm_dtype=a.vllm_dtype, llama_flash_attn=a.llama_flash_attn, device=a.device, decode_batches=decode_batches,
         kernel_check_tokens=a.kernel_check_tokens, gpus=a.gpus, llama_split_mode=a.llama_split_mode,
+        window_choice=a.window_choice, window_seed=a.window_seed,
     )
     if a.gpus and a.device == "cpu":
         raise UserError("--gpus needs --device cuda")

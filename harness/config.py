@@ -71,6 +71,10 @@ class EvalSettings:
     # Score tokens from this fraction of the window on (llama-perplexity scores the second half).
     score_from: float = 0.5
     max_windows: int | None = 48
+    # which of the text's windows: "spread" (a seeded random sample, in text order) or "first" (as
+    # llama-perplexity --chunks); the seed makes the choice reproducible (evaluators/windows.py)
+    window_choice: str = "spread"
+    window_seed: int = 0
     kld_top_k: int = 256
     prefill_tokens: int = 512
     decode_tokens: int = 128

@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluators.windows import Windows, build_windows
+from evaluators.windows import Windows, article_starts, build_windows, window_clusters
 from harness.errors import UserError
 
 SANITY_PROMPT = "The capital of France is"
+WINDOWS_FORMAT = 2  # part of the windows' cache key: 2 added positions and clusters
 
 
 @dataclass
@@ -36,7 +37,9 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
     text_sha = hashlib.sha256(raw).hexdigest()
     tok_files = [source.path / n for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model") if (source.path / n).exists()]
     tok_sha = hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest()
-    key = hashlib.sha256(json.dumps([text_sha, tok_sha, settings.n_ctx, settings.score_from, settings.max_windows]).encode()).hexdigest()[:16]
+    choice, seed = getattr(settings, "window_choice", "first"), getattr(settings, "window_seed", 0)
+    key = hashlib.sha256(json.dumps([text_sha, tok_sha, settings.n_ctx, settings.score_from, settings.max_windows,
+                                     choice, seed, WINDOWS_FORMAT]).encode()).hexdigest()[:16]
     path = work_dir / f"windows-{key}.npz"
     meta_path = work_dir / f"windows-{key}.json"
     if path.is_file() and meta_path.is_file():
@@ -44,14 +47,19 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
         return Prepared(Windows.load(path), path, meta["info"], meta["sanity_prompt_ids"], meta["probe"])
     tok = _tokenizer(source.path)
     text = raw.decode("utf-8")
-    ids = tok(text, add_special_tokens=False)["input_ids"]
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=tok.is_fast)
+    ids = enc["input_ids"]
+    token_starts = [a for a, _ in enc["offset_mapping"]] if tok.is_fast else None
     with_special = tok("a", add_special_tokens=True)["input_ids"]
     adds_bos = tok.bos_token_id is not None and len(with_special) > 0 and with_special[0] == tok.bos_token_id
     bos = tok.bos_token_id if adds_bos else None
     try:
-        win = build_windows(ids, settings.n_ctx, settings.score_from, settings.max_windows, bos)
+        win = build_windows(ids, settings.n_ctx, settings.score_from, settings.max_windows, bos, choice, seed)
     except ValueError as e:
         raise UserError(f"evaluation text {text_file}: {e}") from None
+    starts = article_starts(text)
+    clusters, cluster_kind = window_clusters(win.positions, win.first, win.n_ctx, token_starts, starts)
+    available = len(ids) // win.n_ctx
     win.save(path)
     probe_text = text[:4000]
     probe = {"text": probe_text, "ids": tok(probe_text, add_special_tokens=False)["input_ids"]}
@@ -65,7 +73,17 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
         "tokenizer_sha256": tok_sha,
         "n_ctx": win.n_ctx,
         "n_windows": win.n_windows,
-        "windows_available": len(ids) // win.n_ctx,
+        "windows_available": available,
+        "choice": (f"all {available} windows of the text" if win.n_windows == available else
+                   f"the first {win.n_windows} of the text's {available}" if choice == "first" else
+                   f"{win.n_windows} of the text's {available}, drawn at random (seed {seed}) and scored in text order"),
+        "window_choice": choice,
+        "window_seed": seed,
+        "positions": [int(p) for p in win.positions],
+        "clusters": clusters,
+        "cluster_kind": cluster_kind,
+        "n_clusters": len(set(clusters)),
+        "articles_in_text": len(starts),
         "first_scored_position": win.first,
         "scored_per_window": win.scored_per_window,
         "scored_tokens": win.n_windows * win.scored_per_window,

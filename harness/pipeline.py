@@ -13,10 +13,12 @@ from harness.cell_options import GpuContext, add_device_options, needs_dequant_r
 from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
 from harness.config import RunConfig
 from harness.errors import UserError
+from harness.host import environment_fingerprint, measured_here, this_host
 from harness.evaluation_text import check_calibration, prepare_windows
 from harness.lock import RunLock
 from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
-from harness.results_doc import REFERENCE, assemble
+from harness.metrics import REFERENCE
+from harness.results_doc import assemble
 from harness.schema import write_csv, write_json_atomic
 from harness.source import resolve_source
 from harness.synthetic import SHAPES
@@ -31,7 +33,8 @@ def reference_dir(outcomes, prepared, cfg: RunConfig, code: str) -> Path:
     determines its content (the fp16 artifact, the windows, k, device and the evaluator code)."""
     ref = outcomes.get(REFERENCE[0])
     parts = [ref.manifest.cache_key if ref and ref.manifest else "none", prepared.info["windows_sha256"],
-             cfg.eval.kld_top_k, cfg.eval.device, code]
+             cfg.eval.kld_top_k, cfg.eval.device, code, this_host().device_class(cfg.eval.device),
+             environment_fingerprint()["sha256"]]
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
     return store.area("references") / f"{key}-k{cfg.eval.kld_top_k}"
 
@@ -108,7 +111,9 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
         t0 = time.time()
         cached = None if cfg.force else load_cached(cells_dir, job)
         if cached:
-            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused (it took {cached.wall_s:.0f} s)")
+            where = "" if measured_here(cached.measured_on) else \
+                f", measured on {(cached.measured_on or {}).get('hostname', 'an unrecorded host')} (same device class and libraries)"
+            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused (it took {cached.wall_s:.0f} s{where})")
             cached.run_s = time.time() - t0
             outcomes.append(cached)
             continue
@@ -238,14 +243,16 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         console.line(f"report not written here ({e}); render it elsewhere with `quantcompare report {out / 'results.json'}`")
     results["stages"] = clock.as_list()
     results["run"]["wall_s"] = round(time.time() - t_start, 1)
+    # the record first: whatever happens while the page is drawn, results.json and results.csv exist
+    write_json_atomic(out / "results.json", results)
+    write_csv(out / "results.csv", results["rows"])
     if write_report:
         # rendered once: its own time goes to results.json and the terminal, not into the page itself
         write_report(results, out / "report.html")
         clock.add("report (report.html)", "report", time.time() - t_report)
         results["stages"] = clock.as_list()
         results["run"]["wall_s"] = round(time.time() - t_start, 1)
-    write_json_atomic(out / "results.json", results)
-    write_csv(out / "results.csv", results["rows"])
+        write_json_atomic(out / "results.json", results)
     if terminal_table:
         console.line("")
         console.line(terminal_table(results))

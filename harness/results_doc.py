@@ -7,35 +7,24 @@ import time
 import numpy as np
 
 from evaluators.kernel_check import kernel_checks
-from evaluators.stats import mean_ci, paired_ppl_ratio_ci, ppl_ci
+from evaluators.stats import effective_sample_size
+from harness import metrics
+from harness.evidence import collect, usable_reference
+from harness.metrics import REFERENCE
 from harness import environment
+from harness.host import measured_here
 from harness.cells import CellOutcome
-from harness.checks import Flag, check_cells, decode_check_flags
+from harness.checks import Flag, check_cells, decode_check_flags, nonfinite_flags
 from harness.evaluation_text import decode
 from harness.schema import SCHEMA_VERSION, Row
 
-REFERENCE = ("fp16", "transformers")
 
 
-def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int, bandwidth: dict | None = None) -> list[Row]:
+def cell_rows(c: CellOutcome, n_params: int, size: int, bandwidth: dict | None = None) -> list[Row]:
+    """Size, memory and speed rows of a cell (quality rows: quality_rows)."""
     r = c.result
     v, rt = c.variant, c.runtime
     rows = []
-    if "window_nll" in r:  # not in performance-only cells
-        p = ppl_ci(r["window_nll"])
-        rows.append(Row(v, rt, "ppl", p.value, p.ci_low, p.ci_high))
-    if (ref is not None and ref is not c and "window_nll" in r and "window_nll" in ref.result
-            and len(ref.result["window_nll"]) == len(r["window_nll"])):
-        q = paired_ppl_ratio_ci(r["window_nll"], ref.result["window_nll"])
-        rows.append(Row(v, rt, "ppl_ratio_vs_fp16", q.value, q.ci_low, q.ci_high))
-    k = r.get("kld")
-    if k:
-        m = mean_ci(k["per_window_mean"])
-        rows.append(Row(v, rt, "kld_mean", m.value, m.ci_low, m.ci_high))
-        for name in ("median", "p99", "max"):
-            rows.append(Row(v, rt, f"kld_{name}", k["summary"][name]))
-        t = mean_ci(k["top1_per_window"])
-        rows.append(Row(v, rt, "top1_agreement", t.value, t.ci_low, t.ci_high))
     rows.append(Row(v, rt, "size_bytes", float(size)))
     rows.append(Row(v, rt, "bits_per_weight", size * 8.0 / n_params))
     rows.append(Row(v, rt, "peak_rss_bytes", float(r["peak_rss_bytes"])))
@@ -69,68 +58,89 @@ def cell_rows(c: CellOutcome, ref: CellOutcome | None, n_params: int, size: int,
     return rows
 
 
-def task_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
-    """Accuracy rows (95% CI = ±1.96 stderr, as lm-eval reports stderr) and deltas vs fp16 on the same runtime
-    family (fp16 × transformers when the variant's runtime has no fp16 cell)."""
+def _row(v: str, rt: str, metric: str, e, unit: str = "") -> Row:
+    return Row(v, rt, metric, e.value, e.ci_low, e.ci_high, unit=unit)
+
+
+def quality_rows(evidence: dict, clusters) -> list[Row]:
+    """Every window quantity of every measured cell, from harness.metrics: the same estimate and interval
+    the gate computes (paired against fp16 × transformers where the quantity compares)."""
+    ref = evidence.get(REFERENCE)
+    ref = ref if ref is not None and usable_reference(ref) else None
     rows = []
-    for (v, rt), tasks in scores.items():
-        for task, d in tasks.items():
-            for metric, m in d["metrics"].items():
-                val, err = m["value"], m["stderr"]
-                lo, hi = (val - 1.96 * err, val + 1.96 * err) if err is not None else (None, None)
-                rows.append(Row(v, rt, f"{task}:{metric}", val, lo, hi, unit="task"))
+    for (v, rt), cell in evidence.items():
+        if cell.status not in ("ok", "broken"):
+            continue
+        for metric, e in metrics.estimate_all(cell, ref, clusters).items():
+            rows.append(_row(v, rt, metric, e))
     return rows
 
 
-def task_delta_rows(scores: dict[tuple[str, str], dict]) -> list[Row]:
-    """Accuracy change vs fp16, on the same runtime when fp16 ran there, else vs fp16 × transformers.
-    Paired by document (the same documents, so the CI is a t-interval of the per-document differences);
-    metrics without per-document outcomes get an unpaired, conservative CI from the two stderrs."""
+def task_rows(evidence: dict, scores: dict[tuple[str, str], dict]) -> list[Row]:
+    """lm-eval metrics per cell and their change against fp16 (harness.metrics.task_reference), each with a
+    bootstrap interval over documents (paired for the change). A metric without per-document outcomes (a
+    result made before they were kept) keeps lm-eval's value and ±1.96 stderr, and no change row."""
     rows = []
     for (v, rt), tasks in scores.items():
-        if v == "fp16":
-            continue
-        base = scores.get(("fp16", rt)) or scores.get(REFERENCE)
-        if base is None:
-            continue
+        cell = evidence.get((v, rt))
+        try:
+            ref = metrics.task_reference(evidence, cell) if cell is not None and (v, rt) != REFERENCE else None
+        except metrics.NotMeasured:
+            ref = None
         for task, d in tasks.items():
             for metric, m in d["metrics"].items():
-                b = base.get(task, {}).get("metrics", {}).get(metric)
-                if b is None:
-                    continue
-                name = f"{task}:{metric}_delta_vs_fp16"
-                mine, theirs = (d.get("per_doc") or {}), (base.get(task, {}).get("per_doc") or {})
-                if metric in mine and metric in theirs and mine["doc_id"] == theirs["doc_id"]:
-                    e = mean_ci(np.asarray(mine[metric]) - np.asarray(theirs[metric]))
-                    rows.append(Row(v, rt, name, e.value, e.ci_low, e.ci_high, unit="task"))
-                    continue
-                delta = m["value"] - b["value"]
-                if m["stderr"] is not None and b["stderr"] is not None:
-                    half = 1.96 * float(np.hypot(m["stderr"], b["stderr"]))
-                    rows.append(Row(v, rt, name, delta, delta - half, delta + half, unit="task"))
-                else:
-                    rows.append(Row(v, rt, name, delta, unit="task"))
+                name = f"{task}:{metric}"
+                try:
+                    rows.append(_row(v, rt, name, metrics.task_value(cell, task, metric), unit="task"))
+                except (metrics.NotMeasured, AttributeError):
+                    err = m["stderr"]
+                    lo, hi = (m["value"] - 1.96 * err, m["value"] + 1.96 * err) if err is not None else (None, None)
+                    rows.append(Row(v, rt, name, m["value"], lo, hi, unit="task"))
+                if ref is not None and v != REFERENCE[0]:
+                    try:
+                        rows.append(_row(v, rt, f"{name}_delta_vs_fp16", metrics.task_delta(cell, ref, task, metric),
+                                         unit="task"))
+                    except metrics.NotMeasured:
+                        pass
     return rows
+
+
+def window_statistics(evidence: dict, clusters) -> dict:
+    """How many independent units the windows are worth: per cell, the effective sample size of its
+    per-window NLL and of its paired difference from fp16 (harness/metrics resamples by cluster)."""
+    ref = evidence.get(REFERENCE)
+    out = {}
+    for (v, rt), cell in evidence.items():
+        if cell.window_nll is None:
+            continue
+        d = {"n_windows": int(len(cell.window_nll)), "n_eff_nll": effective_sample_size(cell.window_nll, clusters)}
+        if ref is not None and ref is not cell and ref.window_nll is not None and len(ref.window_nll) == len(cell.window_nll):
+            d["n_eff_paired_nll_difference"] = effective_sample_size(cell.window_nll - ref.window_nll, clusters)
+        out[f"{v} × {rt}"] = d
+    return out
 
 
 def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
              task_cells=(), bandwidth: dict | None = None) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
+    sizes: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
     cell_docs = []
     for c in cells:
         doc = {"variant": c.variant, "runtime": c.runtime,
                "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
-               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported}
+               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
+               "measured_on": c.measured_on, "measured_here": measured_here(c.measured_on)}
         if c.ok:
             m = variant_outcomes[c.variant].manifest
-            rows += cell_rows(c, ref, source.n_params, m.size_bytes, bandwidth)
+            rows += cell_rows(c, source.n_params, m.size_bytes, bandwidth)
             r = c.result
             if "window_nll" in r:
                 ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
             doc.update({
                 "window_nll": r.get("window_nll"),
+                "nll_per_token": r.get("nll_per_token"),
                 "window_ppl": [float(np.exp(x)) for x in r["window_nll"]] if "window_nll" in r else None,
                 "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
                 "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
@@ -159,17 +169,18 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             })
         cell_docs.append(doc)
     task_scores = task_scores or {}
-    rows += task_rows(task_scores) + task_delta_rows(task_scores)
     task_docs = []
     for c in task_cells:
         task_docs.append({"variant": c.variant, "runtime": c.runtime,
                           "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
                           "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
+                          "measured_on": c.measured_on, "measured_here": measured_here(c.measured_on),
                           "scores": task_scores.get((c.variant, c.runtime)),
                           "seconds": c.result.get("tasks_seconds") if c.ok else None})
     failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
+    flags += nonfinite_flags([c for c in cells if c.ok])
     checks = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}, cfg.out / "work")
     flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
     flags += decode_check_flags(cell_docs)
@@ -177,6 +188,10 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     for d in cell_docs:
         if (d["variant"], d["runtime"]) in broken:
             d["status"] = "broken"
+    # every quality number from one definition (harness/metrics.py), as the gate will compute it
+    evidence = collect({"cells": cell_docs, "task_cells": task_docs, "rows": [], "flags": [f.as_dict() for f in flags]})
+    clusters = prepared.info.get("clusters")
+    rows = quality_rows(evidence, clusters) + rows + task_rows(evidence, task_scores)
     for d in cell_docs:
         cont = (d.get("speed") or {}).get("contention") or {}
         if cont.get("contended"):
@@ -210,6 +225,10 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "source": source.as_dict(),
         "environment": {**environment.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
         "windows": prepared.info,
+        "statistics": {"bootstrap": {"seed": metrics.BOOTSTRAP.seed, "resamples": metrics.BOOTSTRAP.resamples,
+                                     "confidence": metrics.BOOTSTRAP.level},
+                       "resampled_by": prepared.info.get("cluster_kind", "window"),
+                       "windows": window_statistics(evidence, clusters)},
         "rows": [r.as_dict() for r in rows],
         "cells": cell_docs,
         "task_cells": task_docs,

@@ -7,16 +7,22 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: quality rows from harness/metrics (bootstrap by article), ppl_increase_pct
 
 METRICS = {
     "ppl": "",
-    "ppl_ratio_vs_fp16": "x",
+    "ppl_increase_pct": "%",
+    "ln_ppl_ratio": "nats",
+    "cor_ln_ppl": "",
     "kld_mean": "nats",
     "kld_median": "nats",
+    "kld_p90": "nats",
     "kld_p99": "nats",
+    "kld_p999": "nats",
     "kld_max": "nats",
     "top1_agreement": "fraction",
+    "delta_p_mean": "fraction",
+    "delta_p_rms": "fraction",
     "size_bytes": "bytes",
     "bits_per_weight": "bits",
     "peak_rss_bytes": "bytes",
@@ -31,6 +37,7 @@ METRICS = {
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
 # families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")
 METRIC_PATTERNS = (
+    (re.compile(r"delta_p_p\d+"), "fraction"),
     (re.compile(r"output_tok_s_b\d+"), "tok/s"),
     (re.compile(r"decode_tok_s_b\d+"), "tok/s"),
     (re.compile(r"(ttft|itl)_p(50|90)_s_b\d+"), "s"),
@@ -50,8 +57,9 @@ def metric_unit(metric: str) -> str | None:
 
 @dataclass
 class Row:
-    """One measurement. ci_low/ci_high: 95% CI over windows for quality metrics (paired for
-    ratios); min/max over the timed runs for speed; null where no interval applies."""
+    """One measurement. ci_low/ci_high: for quality metrics the 95% percentile-bootstrap interval of
+    harness/metrics.py (windows resampled by article, paired with fp16 where the metric compares); min/max
+    over the timed runs for speed; null where no interval applies."""
 
     variant: str
     runtime: str | None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.paths import cache_dir
-from harness.source_checks import check_config, check_shapes, convert_pickle, read_headers
+from harness.source_checks import check_config, check_finite, check_shapes, convert_pickle, read_headers
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -123,6 +123,7 @@ def _describe(path: Path, name: str, origin: str, notes: list[str], trust_remote
         raise UserError(f"'{path}' has unreadable safetensors weights: {e}") from None
     if n_params == 0:
         raise UserError(f"'{path}' has empty weight files")
+    check_finite(files)
     sha = hash_files([path / "config.json", *files])
     return Source(path, name, origin, cfg["model_type"], dtype, n_params, sha, notes)
 

@@ -9,6 +9,8 @@ import shutil
 import struct
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import UserError
 
 
@@ -50,6 +52,33 @@ def read_headers(files: list[Path]) -> dict[str, dict]:
                             "(an interrupted download? fetch it again)")
         tensors.update({k: m for k, m in header.items() if k != "__metadata__"})
     return tensors
+
+
+# bit masks of the exponent field per float dtype: all ones there is an Inf or a NaN
+_EXPONENT = {"F16": (np.uint16, 0x7C00), "BF16": (np.uint16, 0x7F80), "F32": (np.uint32, 0x7F800000),
+             "F64": (np.uint64, 0x7FF0000000000000)}
+
+
+def check_finite(files: list[Path]) -> None:
+    """Every float tensor holds only finite values (a corrupted fine-tune or a bad merge carries NaN/Inf, and
+    every variant made from it would be measured as broken): one line naming the first bad tensor."""
+    for f in files:
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        data = np.memmap(f, dtype=np.uint8, mode="r", offset=8 + n)
+        for name, meta in header.items():
+            if name == "__metadata__" or meta.get("dtype") not in _EXPONENT:
+                continue
+            kind, mask = _EXPONENT[meta["dtype"]]
+            a, b = meta["data_offsets"]
+            bits = data[a:b].view(kind)
+            bad = sum(int(np.count_nonzero((bits[s:s + (1 << 24)] & kind(mask)) == kind(mask)))
+                      for s in range(0, len(bits), 1 << 24))  # bounded temporaries on large tensors
+            if bad:
+                raise UserError(f"'{f.name}': tensor {name} holds {bad:,} non-finite values (NaN or Inf): a corrupted "
+                                "checkpoint; give weights that are all finite")
+        del data
 
 
 def check_shapes(cfg: dict, tensors: dict[str, dict], path: Path) -> None:

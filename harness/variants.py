@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import store
+from harness.host import this_host
 from harness.errors import UserError
 from harness.lock import _alive
 from quantizers.base import BuildContext, Manifest, QuantizerError
@@ -36,7 +37,8 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
             console.line(f"[{q.variant}] skipped: needs {', '.join(missing)}")
             continue
         ctx = BuildContext(source=source, upstream=dict(done), calibration=calibration, threads=cfg.eval.threads,
-                           log=console.line, progress=console.progress)
+                           log=console.line, progress=console.progress,
+                           device_class=this_host().device_class(cfg.awq.device))
         try:
             key = q.cache_key(ctx)
         except UserError:

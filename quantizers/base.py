@@ -87,6 +87,7 @@ class BuildContext:
     threads: int
     log: Any = print
     progress: Any = None  # callable(str): one in-place progress line
+    device_class: str = ""  # where the tool computes (CPU instruction sets or GPU model), for tools whose bytes depend on it
 
 
 class QuantizerError(RuntimeError):
@@ -98,6 +99,9 @@ class Quantizer(ABC):
 
     variant: str
     needs: tuple[str, ...] = ()
+    # the tool's output bytes depend on the device it computes on (floating-point calibration whose sums
+    # round differently with other SIMD widths: AutoAWQ, llama-imatrix); such artifacts are keyed by it
+    device_dependent: bool = False
 
     @abstractmethod
     def recipe(self, ctx: BuildContext) -> dict[str, Any]:
@@ -119,6 +123,8 @@ class Quantizer(ABC):
             "tools": self.tool_versions(),
             "upstream": {k: m.cache_key for k, (_, m) in sorted(ctx.upstream.items()) if k in self.needs},
         }
+        if self.device_dependent:
+            parts["device_class"] = ctx.device_class
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -25,6 +25,7 @@ class ImatrixBuilder(Quantizer):
     """llama-imatrix over `chunks` chunks of `n_ctx` tokens (AWQ's 64 × 256 by default)."""
 
     variant = IMATRIX_VARIANT
+    device_dependent = True  # llama-imatrix sums activations with the host's SIMD kernels
     needs = ("gguf-f16",)
 
     def __init__(self, chunks: int = 64, n_ctx: int = 256) -> None:

@@ -26,7 +26,13 @@ tr.dec-fail td{background:#fdd} tr.dec-inconclusive td{background:#fff6d6}
 """
 
 
-def _img(png: bytes | None, alt: str) -> str:
+def _img(draw, alt: str, *args) -> str:
+    """A plot drawn on its own: one that cannot be drawn becomes a line saying why, never a lost report."""
+    try:
+        png = draw(*args)
+    except Exception as e:  # noqa: BLE001 - any plotting failure is shown, not raised
+        plots.plt.close("all")
+        return f"<p class='flag-warning'>The plot “{html.escape(alt)}” could not be drawn: {html.escape(type(e).__name__)}: {html.escape(str(e)[:300])}</p>"
     if not png:
         return f"<p class='note'>({html.escape(alt)}: no data)</p>"
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
@@ -91,6 +97,35 @@ def _verdict_section(v: dict) -> str:
             f"<p class='note'>{html.escape(v['rule_text'])}</p></details>")
 
 
+def _provenance(c: dict) -> str:
+    """" (cached)" for a result this machine measured before; who measured it when another one did."""
+    on = c.get("measured_on") or {}
+    if c.get("measured_here", True) or not on:
+        return " (cached)" if c.get("cached") else ""
+    return (f" (measured on {on.get('hostname', '?')}, {on.get('cpu_model', '?')}, {on.get('measured_at', '?')}:"
+            " same device class and libraries)")
+
+
+def _interval_note(results: dict) -> str:
+    """How the windows were chosen and how their intervals were made, with the effective sample sizes."""
+    win, st = results["windows"], results.get("statistics") or {}
+    b = st.get("bootstrap") or {}
+    ref = (st.get("windows") or {}).get("fp16 × transformers") or {}
+    n_eff = ref.get("n_eff_nll")
+    paired = [d["n_eff_paired_nll_difference"] for d in (st.get("windows") or {}).values()
+              if d.get("n_eff_paired_nll_difference") is not None]
+    text = (f"Windows: {win.get('choice', 'the first ones of the text')}. Every interval is a 95% percentile bootstrap "
+            f"({b.get('resamples', '?')} resamples, seed {b.get('seed', '?')}) that resamples windows by "
+            f"{win.get('cluster_kind', 'window')} ({win.get('n_clusters', '?')} of them), paired against fp16 × "
+            "transformers wherever a figure compares with it; the release gate computes the same intervals.")
+    if n_eff is not None:
+        text += f" Effective sample size: {n_eff:.1f} for fp16's per-window NLL"
+        if paired:
+            text += f", {min(paired):.1f}–{max(paired):.1f} for the paired differences"
+        text += f" (of {win['n_windows']} windows)."
+    return html.escape(text)
+
+
 def render(results: dict, verdict: dict | None = None) -> str:
     src = results["source"]
     win = results["windows"]
@@ -136,29 +171,28 @@ def render(results: dict, verdict: dict | None = None) -> str:
         if synthetic else
         f"<p class='note'>Perplexity on {html.escape(win['text_file'])}: {win['n_windows']} windows of {win['n_ctx']} tokens "
         f"({win['scored_tokens']} scored tokens; {html.escape(win['protocol'])}). Every runtime scored the same token ids, "
-        "tokenized once with the source tokenizer. CIs are 95% t-intervals over windows; ΔPPL uses the paired per-window "
-        "difference against fp16 × transformers. Speed: median of the timed runs after a warm-up, batch 1; "
+        f"tokenized once with the source tokenizer. {_interval_note(results)} Speed: median of the timed runs after a warm-up, batch 1; "
         "bits per weight = bytes on disk × 8 / source parameter count. "
         "Decode % of roofline = decode tok/s × bytes of weights the runtime reads per token ÷ memory bandwidth "
         f"({_bw(results)}); weight bytes are the runtime's own (float32 in transformers, the GGUF file in llama.cpp).</p>")
     acc = accuracy_frame(results)
     if acc is not None:
         t = results["run"].get("tasks", {})
-        parts.append("<h2>Downstream accuracy (lm-eval)</h2>" + _table(acc) + _img(plots.accuracy_deltas(results), "accuracy deltas"))
+        parts.append("<h2>Downstream accuracy (lm-eval)</h2>" + _table(acc) + _img(plots.accuracy_deltas, "accuracy deltas", results))
         parts.append(f"<p class='note'>lm-eval {html.escape(str(results['environment'].get('packages', {}).get('lm-eval', '')))} task "
                      f"definitions and metrics, pointed at the shipped task files; {t.get('num_fewshot')}-shot, first "
                      f"{t.get('limit') or 'all'} documents per task, the same requests for every cell, tokenized once with the "
-                     "source tokenizer. CIs are ±1.96 × lm-eval's stderr; the change vs fp16 is taken against fp16 on the same "
-                     "runtime when it ran there (else fp16 × transformers), paired by document: the CI is a t-interval of the "
-                     "per-document differences.</p>")
+                     "source tokenizer. CIs are percentile bootstraps over documents (the same definition as the gate's); "
+                     "the change vs fp16 is taken against fp16 on the same runtime when it ran there soundly (else fp16 × "
+                     "transformers), paired by document.</p>")
     serving = serving_frame(results)
     if serving is not None:
-        parts.append("<h2>Serving (vLLM)</h2>" + _table(serving) + _img(plots.throughput_vs_batch(results), "throughput vs batch"))
+        parts.append("<h2>Serving (vLLM)</h2>" + _table(serving) + _img(plots.throughput_vs_batch, "throughput vs batch", results))
         parts.append("<p class='note'>All requests are submitted at once and the engine is stepped to completion "
                      "(as <code>vllm bench throughput</code>); TTFT is from submission to each request's first token, ITL the "
                      "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
     if not synthetic:
-        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size(results, _plot_limits(verdict)), "quality vs size")
+        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size, "quality vs size", results, _plot_limits(verdict))
                      + "<p class='note'>Paired against fp16 × transformers on the same windows (ΔPPL: per-window NLL "
                      "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
                      "spread of perplexity across windows. Dashed: the release policy's limit for every variant "
@@ -172,10 +206,10 @@ def render(results: dict, verdict: dict | None = None) -> str:
                      "GPU busy time far below the wall time per token means the loop is bound by launching kernels, "
                      "not by reading weights. The output layer is the slowest kernel of a step and is left out of the "
                      "per-layer time.</p>")
-    parts.append("<h2>Speed</h2>" + _img(plots.speed_bars(results), "speed"))
+    parts.append("<h2>Speed</h2>" + _img(plots.speed_bars, "speed", results))
     if not synthetic:
-        parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution(results), "per-window perplexity"))
-        parts.append("<h2>KL divergence vs fp16</h2>" + _img(plots.kld_distribution(results), "KLD distribution"))
+        parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution, "per-window perplexity", results))
+        parts.append("<h2>KL divergence vs fp16</h2>" + _img(plots.kld_distribution, "KLD distribution", results))
     parts.append("<h2>Checks per cell</h2><table><tr><th>cell</th><th>status</th><th>greedy continuation of “The capital of France is”</th>"
                  "<th>runtime tokenizer vs source</th><th>compute</th><th>notes</th></tr>")
     for c in results["cells"]:
@@ -183,7 +217,7 @@ def render(results: dict, verdict: dict | None = None) -> str:
         tcs = "—" if not tc else ("identical" if tc["identical"] else f"differs at token {tc['first_difference']}")
         notes = "; ".join(c.get("notes") or []) or (c.get("error") or "")
         parts.append(f"<tr class='{c['status']}'><td>{html.escape(c['variant'])} × {html.escape(c['runtime'])}</td><td>{c['status']}"
-                     f"{' (cached)' if c.get('cached') else ''}</td><td style='text-align:left'>{html.escape(repr(c.get('sanity_text')))}</td>"
+                     f"{html.escape(_provenance(c))}</td><td style='text-align:left'>{html.escape(repr(c.get('sanity_text')))}</td>"
                      f"<td>{html.escape(tcs)}</td><td>{html.escape(str(c.get('compute_dtype') or '—'))}</td>"
                      f"<td style='text-align:left'>{html.escape(notes)}</td></tr>")
     parts.append("</table>")

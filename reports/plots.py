@@ -58,7 +58,7 @@ def quality_vs_size(results, limits: dict | None = None) -> bytes | None:
     points = []
     for c in cells:
         s = _metric(results, c["variant"], c["runtime"], "size_bytes")
-        r = _metric(results, c["variant"], c["runtime"], "ppl_ratio_vs_fp16")
+        r = _metric(results, c["variant"], c["runtime"], "ppl_increase_pct")
         k = _metric(results, c["variant"], c["runtime"], "kld_mean")
         if s and (r or k):
             points.append((c, s["value"] / 1e6, r, k))
@@ -68,12 +68,11 @@ def quality_vs_size(results, limits: dict | None = None) -> bytes | None:
     marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^"}
     for c, x, r, k in points:
         lab = f"{c['variant']} × {c['runtime']}"
-        for ax, row, scale in ((axes[0], r, "pct"), (axes[1], k, "raw")):
-            if not row:
+        for ax, row in ((axes[0], r), (axes[1], k)):
+            if not row or row["value"] is None:
                 continue
-            f = (lambda v: 100 * (v - 1)) if scale == "pct" else (lambda v: v)
-            y = f(row["value"])
-            err = None if row["ci_low"] is None else [[y - f(row["ci_low"])], [f(row["ci_high"]) - y]]
+            y = row["value"]
+            err = None if row["ci_low"] is None else [[y - row["ci_low"]], [row["ci_high"] - y]]
             ax.errorbar([x], [y], yerr=err, fmt=marker.get(c["runtime"], "D"), capsize=4, color=color(c["variant"]),
                         label=lab)
     for ax, key, title, ylabel in ((axes[0], "max_ppl_increase_pct", "ΔPPL vs fp16 (paired)", "PPL increase, % (95% CI)"),

@@ -49,15 +49,14 @@ def summary_frame(results: dict) -> pd.DataFrame:
             out.append(rec)
             continue
         rec["PPL [95% CI]"] = _ci(*get("ppl"), ".3f")
-        ratio = get("ppl_ratio_vs_fp16")
+        inc = get("ppl_increase_pct")
         rec["ΔPPL vs fp16 [paired CI]"] = (
-            "—" if ratio[0] is None else
-            f"{100 * (ratio[0] - 1):+.2f}% [{100 * (ratio[1] - 1):+.2f}, {100 * (ratio[2] - 1):+.2f}]"
-            if ratio[1] is not None else f"{100 * (ratio[0] - 1):+.2f}%")
+            "—" if inc[0] is None else f"{inc[0]:+.2f}% [{inc[1]:+.2f}, {inc[2]:+.2f}]" if inc[1] is not None
+            else f"{inc[0]:+.2f}%")
         rec["KLD mean [CI]"] = _ci(*get("kld_mean"), ".4f")
-        rec["KLD p99"] = _ci(get("kld_p99")[0], None, None, ".4f")
+        rec["KLD p99 [CI]"] = _ci(*get("kld_p99"), ".4f")
         t = get("top1_agreement")
-        rec["top-1 agree"] = "—" if t[0] is None else f"{100 * t[0]:.2f}%"
+        rec["top-1 agree [CI]"] = "—" if t[0] is None else _ci(*(100 * x if x is not None else None for x in t), ".2f") + " %"
         size = get("size_bytes")[0]
         rec["size MB"] = "—" if size is None else f"{size / 1e6:.1f}"
         bpw = get("bits_per_weight")[0]
@@ -139,7 +138,7 @@ def decode_detail_frame(results: dict) -> pd.DataFrame | None:
 def terminal_table(results: dict) -> str:
     df = summary_frame(results)
     cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]",
-                        "top-1 agree", "size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
+                        "top-1 agree [CI]", "size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
     return df[cols].to_string(index=False)
 
 

@@ -56,7 +56,9 @@ def make_results(variants: dict, seed: int = 0, windows_sha: str = "w" * 64) -> 
                      "ci_low": None, "ci_high": None, "unit": "bytes"})
         if spec.get("broken"):
             flags.append({"level": "broken", "variant": name, "runtime": rt, "message": "BROKEN: PPL 9x fp16's"})
-    return {"schema_version": 1, "tool": "quantcompare", "created_at": f"2026-12-01T00:00:{seed:02d}Z",
+    from harness.schema import SCHEMA_VERSION
+
+    return {"schema_version": SCHEMA_VERSION, "tool": "quantcompare", "created_at": f"2026-12-01T00:00:{seed:02d}Z",
             "run": {"reference": {"variant": "fp16", "runtime": "transformers"}},
             "source": {"name": "fixture"}, "environment": {"git_commit": "0" * 40},
             "windows": {"windows_sha256": windows_sha, "tokenizer_sha256": "t" * 64, "n_windows": N_WINDOWS},

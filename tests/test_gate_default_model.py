@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from evaluators.stats import Bootstrap
-from harness.gate.evidence import load_results
+from harness.evidence import load_results
 from harness.gate.policy import load_policy
 from harness.gate.rules import Gate
 from harness.gate.verdict import per_variant

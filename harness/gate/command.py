@@ -7,7 +7,7 @@ from pathlib import Path
 from evaluators.stats import Bootstrap
 from harness.errors import UserError
 from harness.gate import verdict as verdict_mod
-from harness.gate.evidence import load_results
+from harness.evidence import load_results
 from harness.gate.policy import DEFAULT_POLICY, load_policy
 from harness.gate.rules import Gate
 

@@ -1,20 +1,25 @@
 """Apply a policy to one results.json (and, optionally, a baseline results.json): one Decision per
-(cell, limit), every interval a bootstrap over the units both sides share (windows, documents)."""
+(cell, limit). Every quality estimate and interval comes from harness.metrics, the definitions the report
+uses: a bootstrap over the units both sides share (windows resampled by article, documents)."""
 from __future__ import annotations
 
+from harness import metrics as M
 from harness.config import variant_order
-from harness.errors import UserError
+from harness.evidence import CellEvidence, clusters, collect, reference, usable_reference
 from harness.gate.decision import Decision, decide
-from harness.gate.evidence import CellEvidence, collect, reference
 from harness.gate.policy import BASELINE_LIMITS, LIMITS, PER_TASK, Policy
-from harness.gate.quantities import (ACC_DROP, FLIPS, KLD_MEAN, KLD_P99, PPL, TOP1, NotMeasured, Quantity, doc_units,
-                                     task_keys, window_units)
-from evaluators.stats import Bootstrap, bootstrap_ci
+from harness.errors import UserError
+from harness.metrics import NotMeasured
+from evaluators.stats import Bootstrap
 
-OWN = {"max_ppl_increase_pct": PPL, "max_kld_mean": KLD_MEAN, "max_kld_p99": KLD_P99, "min_top1_agreement": TOP1,
-       "max_acc_drop_points": ACC_DROP, "max_flip_rate": FLIPS}
-VS_BASELINE = {"max_ppl_increase_pct_points": PPL, "max_kld_mean_increase": KLD_MEAN, "max_kld_p99_increase": KLD_P99,
-               "max_top1_agreement_drop": TOP1, "max_acc_drop_points": ACC_DROP, "max_flip_rate_increase": FLIPS}
+# policy key -> the window quantity it bounds
+OWN = {"max_ppl_increase_pct": M.PPL_INCREASE, "max_kld_mean": M.KLD_MEAN, "max_kld_median": M.KLD_MEDIAN,
+       "max_kld_p90": M.KLD_P90, "max_kld_p99": M.KLD_P99, "max_kld_p999": M.KLD_P999, "max_kld_max": M.KLD_MAX,
+       "min_top1_agreement": M.TOP1, "max_delta_p_rms": M.DELTA_P_RMS, "min_cor_ln_ppl": M.COR_LN_PPL}
+VS_BASELINE = {"max_ppl_increase_pct_points": M.PPL_INCREASE, "max_kld_mean_increase": M.KLD_MEAN,
+               "max_kld_p99_increase": M.KLD_P99, "max_kld_p999_increase": M.KLD_P999,
+               "max_top1_agreement_drop": M.TOP1, "max_delta_p_rms_increase": M.DELTA_P_RMS}
+KLD_QUANTITIES = (M.KLD_MEAN, M.KLD_MEDIAN, M.KLD_P90, M.KLD_P99, M.KLD_P999, M.KLD_MAX, M.TOP1)
 EXACT = "exact (no sampling error)"
 SPEED = "range of the timed runs (slowest against fastest)"
 
@@ -26,29 +31,30 @@ class Gate:
         self.boot = boot or Bootstrap(policy.seed, policy.resamples, policy.confidence)
         self.cells = collect(results)
         self.ref_key = reference(results)
+        self.clusters = clusters(results)
+        self.resampled_by = (results.get("windows") or {}).get("cluster_kind") or "window"
         self.variant_errors = results.get("variant_errors") or {}
         self.base = collect(baseline) if baseline is not None else None
         self.base_ref_key = reference(baseline) if baseline is not None else None
+        self.base_clusters = clusters(baseline) if baseline is not None else None
         self.paired_baseline = paired_baseline
 
     # -- helpers ---------------------------------------------------------------------------------
     def _ref(self, cells, ref_key, cell: CellEvidence, tasks: bool = False) -> CellEvidence:
-        if tasks and cell.variant != ref_key[0] and (ref_key[0], cell.runtime) in cells:
-            return cells[(ref_key[0], cell.runtime)]  # fp16 on the same runtime, where it ran there
-        if ref_key not in cells or cells[ref_key].status != "ok":
-            raise NotMeasured(f"the fp16 reference {ref_key[0]} × {ref_key[1]} was not measured")
-        return cells[ref_key]
+        if tasks:
+            return M.task_reference(cells, cell, ref_key)
+        ref = cells.get(ref_key)
+        if ref is None or not usable_reference(ref):
+            why = "was not measured" if ref is None else f"cannot be a reference: {ref.problem or ref.status}"
+            raise NotMeasured(f"the fp16 reference {ref_key[0]} × {ref_key[1]} {why}")
+        return ref
 
-    def _boot(self, q: Quantity, groups, sign: float = 1.0):
-        n = len(groups[0][0])
-        if len(groups) == 1 and len(groups[0]) == 1:
-            return bootstrap_ci(q.summary, groups, self.boot), f"paired bootstrap over {n} {q.unit}"
-        def stat(a, b):
-            return sign * (q.summary(a) - q.summary(b))
-
-        if len(groups) == 1:
-            return bootstrap_ci(stat, groups, self.boot), f"paired bootstrap over {n} {q.unit} of both runs"
-        return bootstrap_ci(stat, groups, self.boot), f"UNPAIRED bootstrap (each run's {q.unit} resampled on its own)"
+    def _method(self, q, n: int, cell: CellEvidence, both: str = "") -> str:
+        over = f"{q.over} by {self.resampled_by}" if q.over == "windows" else q.over
+        text = f"paired bootstrap over {n} {over}{both}"
+        if q in KLD_QUANTITIES and cell.kld_method:
+            text += f"; KLD: {cell.kld_method}"
+        return text
 
     def _row(self, cell, rule, metric, direction, limit, est, method, against) -> Decision:
         value, lo, hi = est
@@ -72,23 +78,29 @@ class Gate:
         (v, vr), (r, rr) = cell.decode, ref.decode
         return (v / r, min(vr) / max(rr), max(vr) / min(rr)), f"{ref_variant} × {cell.runtime}"
 
+    @staticmethod
+    def _triple(e) -> tuple[float, float, float]:
+        return e.value, e.ci_low, e.ci_high
+
     # -- rules -----------------------------------------------------------------------------------
     def _own(self, cell: CellEvidence, key: str, limit) -> list[Decision]:
         direction, metric = LIMITS[key]
-        if key in OWN and key not in PER_TASK:
+        if key in OWN:
             q = OWN[key]
-            units = window_units(q, cell, self._ref(self.cells, self.ref_key, cell))
-            est, method = self._boot(q, [[units]])
-            return [self._row(cell, key, metric, direction, limit, (est.value, est.ci_low, est.ci_high), method, "fp16")]
+            ref = self._ref(self.cells, self.ref_key, cell)
+            est = M.estimate(q, cell, ref, self.clusters, self.boot)
+            return [self._row(cell, key, metric, direction, limit, self._triple(est), self._method(q, est.n, cell), "fp16")]
         if key in PER_TASK:
             out = []
+            ref = self._ref(self.cells, self.ref_key, cell, tasks=True)
             for selector, lim in limit.items():
-                for task, m in task_keys(cell, selector):
-                    ref = self._ref(self.cells, self.ref_key, cell, tasks=True)
-                    q = OWN[key]
-                    est, method = self._boot(q, [[doc_units(q, cell, ref, task, m)]])
-                    out.append(self._row(cell, f"{key}[{task}:{m}]", metric, direction, lim,
-                                         (est.value, est.ci_low, est.ci_high), method, f"{ref.variant} × {ref.runtime}"))
+                for task, m in M.outcome_metrics(cell, selector):
+                    if key == "max_acc_drop_points":  # the report's change vs fp16, as points lost
+                        est = M.scaled(M.task_delta(cell, ref, task, m, self.boot), -100.0)
+                    else:
+                        est = M.flip_rate(cell, ref, task, m, self.boot)
+                    out.append(self._row(cell, f"{key}[{task}:{m}]", metric, direction, lim, self._triple(est),
+                                         f"paired bootstrap over {est.n} documents", f"{ref.variant} × {ref.runtime}"))
             return out
         if key == "max_size_mb":
             if cell.size_bytes is None:
@@ -113,30 +125,30 @@ class Gate:
         if bcell.problem:
             raise NotMeasured(f"the baseline's {cell.variant} × {cell.runtime} is itself {bcell.problem}")
         rule, against = f"baseline.{key}", f"baseline {cell.variant} × {cell.runtime}"
+        both = " of both runs" if self.paired_baseline else ""
         if key in VS_BASELINE:
             q = VS_BASELINE[key]
-            sign = 1.0 if q.higher_is_worse else -1.0
-            pairs = []
-            if key in PER_TASK:
-                for selector, lim in limit.items():
-                    for task, m in task_keys(cell, selector):
-                        cur = doc_units(q, cell, self._ref(self.cells, self.ref_key, cell, tasks=True), task, m)
-                        base = doc_units(q, bcell, self._ref(self.base, self.base_ref_key, bcell, tasks=True), task, m)
-                        if self.paired_baseline and cell.tasks[task]["doc_id"] != bcell.tasks[task]["doc_id"]:
-                            raise UserError(f"the baseline scored other {task} documents: pass --unpaired-baseline "
-                                            "to compare unpaired")
-                        pairs.append((f"{rule}[{task}:{m}]", lim, cur, base))
-            else:
-                cur = window_units(q, cell, self._ref(self.cells, self.ref_key, cell))
-                base = window_units(q, bcell, self._ref(self.base, self.base_ref_key, bcell))
-                pairs.append((rule, limit, cur, base))
+            cur = (cell, self._ref(self.cells, self.ref_key, cell))
+            base = (bcell, self._ref(self.base, self.base_ref_key, bcell))
+            est = M.change(q, cur, base, (self.clusters, self.base_clusters), self.paired_baseline, self.boot)
+            method = (self._method(q, est.n, cell, both) if self.paired_baseline else
+                      f"UNPAIRED bootstrap (each run's {q.over} resampled on its own)")
+            return [self._row(cell, rule, metric, direction, limit, self._triple(est), method, against)]
+        if key in PER_TASK:
             out = []
-            for name, lim, cur, base in pairs:
-                groups = [[cur, base]] if self.paired_baseline else [[cur], [base]]
-                if self.paired_baseline and len(cur) != len(base):
-                    raise NotMeasured(f"{len(cur)} {q.unit} here, {len(base)} in the baseline")
-                est, method = self._boot(q, groups, sign)
-                out.append(self._row(cell, name, metric, direction, lim, (est.value, est.ci_low, est.ci_high), method, against))
+            cur_ref = self._ref(self.cells, self.ref_key, cell, tasks=True)
+            base_ref = self._ref(self.base, self.base_ref_key, bcell, tasks=True)
+            kind = "drop" if key == "max_acc_drop_points" else "flips"
+            for selector, lim in limit.items():
+                for task, m in M.outcome_metrics(cell, selector):
+                    if self.paired_baseline and cell.tasks[task]["doc_id"] != (bcell.tasks.get(task) or {}).get("doc_id"):
+                        raise UserError(f"the baseline scored other {task} documents: pass --unpaired-baseline "
+                                        "to compare unpaired")
+                    est = M.task_change(kind, (cell, cur_ref), (bcell, base_ref), task, m, self.paired_baseline, self.boot)
+                    method = (f"paired bootstrap over {est.n} documents{both}" if self.paired_baseline else
+                              "UNPAIRED bootstrap (each run's documents resampled on its own)")
+                    out.append(self._row(cell, f"{rule}[{task}:{m}]", metric, direction, lim, self._triple(est), method,
+                                         against))
             return out
         if key == "max_size_increase_pct":
             if cell.size_bytes is None or bcell.size_bytes is None:

@@ -147,3 +147,32 @@ def test_unknown_variant(tmp_path):
 
 
 assert sys.version_info >= (3, 10) and ROOT.is_dir()
+
+
+def _damage_tensor(d, value: float):
+    """Set one element of one weight tensor to `value` (as a corrupted fine-tune would carry)."""
+    from safetensors.numpy import load_file, save_file
+
+    f = d / "model.safetensors"
+    tensors = load_file(str(f))
+    name = next(k for k in sorted(tensors) if k.endswith("mlp.down_proj.weight"))
+    t = tensors[name].copy()
+    t.flat[7] = value
+    tensors[name] = t
+    save_file(tensors, str(f))
+    return name
+
+
+def test_nan_in_a_weight(tmp_path, tiny_llama):
+    d = private_copy(tiny_llama, tmp_path)
+    name = _damage_tensor(d, float("nan"))
+    p, out = _compare(d, tmp_path)
+    line = assert_clean(p, "non-finite values", out=out)
+    assert name in line
+
+
+def test_inf_in_a_weight(tmp_path, tiny_llama):
+    d = private_copy(tiny_llama, tmp_path)
+    name = _damage_tensor(d, float("inf"))
+    p, out = _compare(d, tmp_path)
+    assert name in assert_clean(p, "non-finite values", out=out)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.faults.helpers import FAST, assert_clean, compare, interrupt, start, wait_for
+from tests.faults.helpers import FAST, assert_clean, compare, interrupt, qc, start, wait_for
 
 
 def _args(model, out, *variants):
@@ -108,3 +108,22 @@ def test_broken_tool_environment_names_the_make_target(tmp_path, tiny_llama):
     (env / ".installed").write_text("1\n")
     p = compare(tiny_llama, tmp_path / "run", tmp_path, "--variants", "fp16,awq-int4", QC_VENVS_DIR=tmp_path / "venvs")
     assert_clean(p, "environment is broken; run `make setup`")
+
+
+@pytest.mark.slow
+def test_a_variant_with_non_finite_logits_is_broken_and_the_run_goes_on(tmp_path, tiny_llama):
+    out = tmp_path / "run"
+    p = compare(tiny_llama, out, tmp_path, "--variants", "fp16,gguf-f16,gguf-q8_0",
+                QC_FAULT_CELL="gguf-q8_0|llama.cpp|nan")
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    r = json.loads((out / "results.json").read_text())
+    status = {(c["variant"], c["runtime"]): c["status"] for c in r["cells"]}
+    assert status[("gguf-q8_0", "llama.cpp")] == "broken"
+    assert status[("fp16", "transformers")] == "ok" and status[("gguf-f16", "llama.cpp")] == "ok"
+    flag = next(f for f in r["flags"] if f["variant"] == "gguf-q8_0" and "not finite" in f["message"])
+    assert flag["level"] == "broken" and "BROKEN" in p.stdout
+    assert (out / "results.csv").is_file() and "not finite" in (out / "report.html").read_text()
+    g = qc(["gate", str(out / "results.json")], tmp_path)
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert g.returncode == 1 and verdict["variants"]["gguf-q8_0"] == "fail"

@@ -1,5 +1,6 @@
-"""What the gate reads from a results.json: per-window, per-token and per-document measurements of
-every cell, its status and flags, in arrays ready to resample."""
+"""What a results.json holds about each cell, in arrays ready to resample: per-window, per-token and
+per-document measurements, status and flags. The results document's rows, the report and the gate all
+compute their numbers from these (harness/metrics.py)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,8 @@ class CellEvidence:
     status: str  # ok | failed | broken | unsupported
     problem: str | None = None  # why the cell cannot pass any rule (failed, BROKEN)
     window_nll: np.ndarray | None = None  # [windows]
+    nll_tokens: np.ndarray | None = None  # [windows, scored tokens]
+    kld_method: str | None = None  # how its KLD was taken (exact, top-k lower bound, sparse)
     kld_window: np.ndarray | None = None  # [windows] mean KLD per window
     kld_tokens: np.ndarray | None = None  # [windows, scored tokens]
     top1_window: np.ndarray | None = None  # [windows]
@@ -43,9 +46,21 @@ def load_results(path: Path, what: str = "results") -> dict:
     return doc
 
 
+def clusters(results: dict) -> np.ndarray | None:
+    """The cluster (article, or block of the text) of each scored window, where the run recorded it."""
+    c = (results.get("windows") or {}).get("clusters")
+    return None if c is None else np.asarray(c)
+
+
 def reference(results: dict) -> tuple[str, str]:
     ref = results.get("run", {}).get("reference") or {"variant": "fp16", "runtime": "transformers"}
     return ref["variant"], ref["runtime"]
+
+
+def usable_reference(cell: CellEvidence, tasks: bool = False) -> bool:
+    """A cell other cells may be measured against: it ran, nothing flagged it BROKEN, and (for task rules)
+    its task cell finished."""
+    return cell.status == "ok" and cell.problem is None and not (tasks and cell.task_problem)
 
 
 def _row(results: dict, v: str, rt: str, metric: str) -> float | None:
@@ -86,6 +101,8 @@ def collect(results: dict) -> dict[tuple[str, str], CellEvidence]:
             ev.problem = f"flagged: {broken.get(key) or broken.get((c['variant'], None))}"
         if c["status"] in ("ok", "broken"):
             ev.window_nll = _arr(c.get("window_nll"))
+            ev.nll_tokens = _tokens(c.get("nll_per_token"))
+            ev.kld_method = c.get("kld_method")
             ev.kld_window = _arr(c.get("kld_per_window"))
             ev.kld_tokens = _tokens(c.get("kld_per_token"))
             ev.top1_window = _arr(c.get("top1_per_window"))
