@@ -81,12 +81,53 @@ def parse_perplexity(text: str) -> dict:
     return {"ppl": ppl, "tok_s": tokens / (_seconds(end) - _seconds(start)), "pass_s": _seconds(end) - _seconds(start)}
 
 
+_NUM = r"(-?[0-9.]+(?:[eE][+-]?[0-9]+)?)"
+
+
 def parse_kld(text: str) -> dict:
-    return {
-        "kld_mean": _float(r"Mean\s+KLD:\s+([0-9.eE+-]+)", text, "mean KLD"),
-        "same_top_pct": _float(r"Same top p:\s+([0-9.]+)", text, "same top p"),
-        "ppl_q": _float(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)", text, "PPL(Q)"),
+    """llama-perplexity --kl-divergence's statistics, in the harness's units (fractions, not %)."""
+    out = {
+        "kld_mean": _float(r"Mean\s+KLD:\s+" + _NUM, text, "mean KLD"),
+        "kld_median": _float(r"Median\s+KLD:\s+" + _NUM, text, "median KLD"),
+        "kld_p90": _float(r"90\.0%\s+KLD:\s+" + _NUM, text, "KLD p90"),
+        "kld_p99": _float(r"99\.0%\s+KLD:\s+" + _NUM, text, "KLD p99"),
+        "kld_p999": _float(r"99\.9%\s+KLD:\s+" + _NUM, text, "KLD p99.9"),
+        "kld_max": _float(r"Maximum KLD:\s+" + _NUM, text, "maximum KLD"),
+        "top1_agreement": _float(r"Same top p:\s+" + _NUM, text, "same top p") / 100.0,
+        "delta_p_mean": _float(r"Mean\s+Δp:\s+" + _NUM, text, "mean Δp") / 100.0,
+        "delta_p_rms": _float(r"RMS Δp\s*:\s+" + _NUM, text, "RMS Δp") / 100.0,
+        "delta_p_p1": _float(r" 1\.0%\s+Δp:\s+" + _NUM, text, "Δp p1") / 100.0,
+        "delta_p_p99": _float(r"99\.0%\s+Δp:\s+" + _NUM, text, "Δp p99") / 100.0,
+        "cor_ln_ppl": _float(r"Cor\(ln\(PPL\(Q\)\), ln\(PPL\(base\)\)\):\s+" + _NUM, text, "Cor(ln PPL)") / 100.0,
+        "ppl_q": _float(r"Mean PPL\(Q\)\s*:\s*" + _NUM, text, "PPL(Q)"),
     }
+    out["same_top_pct"] = 100.0 * out["top1_agreement"]
+    return out
+
+
+# harness vs llama-perplexity --kl-divergence: these must agree within KLD_AGREE_PCT (relative); the Δp
+# figures and the correlation are compared and reported, not held to it (Δp's mean is a small difference
+# of probabilities, whose relative error means little)
+KLD_AGREED = ("kld_mean", "kld_median", "kld_p99", "kld_p999", "kld_max", "top1_agreement")
+KLD_REPORTED = ("kld_p90", "delta_p_mean", "delta_p_rms", "delta_p_p1", "delta_p_p99", "cor_ln_ppl")
+KLD_AGREE_PCT = 2.0
+
+
+def harness_kld_stats(kld_cell: dict, base_cell: dict) -> dict:
+    """The same statistics from the harness's cells, through harness/metrics (the report's definitions)."""
+    import numpy as np
+
+    from harness import metrics
+    from harness.evidence import CellEvidence
+
+    cell, base = CellEvidence("gguf-q4_k_m", "llama.cpp", "ok"), CellEvidence("gguf-f16", "llama.cpp", "ok")
+    cell.kld_tokens = np.asarray(kld_cell["kld"]["per_token"], dtype=np.float64)
+    cell.top1_window = np.asarray(kld_cell["kld"]["top1_per_window"])
+    cell.window_nll, base.window_nll = np.asarray(kld_cell["window_nll"]), np.asarray(base_cell["window_nll"])
+    cell.nll_tokens = np.asarray(kld_cell["nll_per_token"], dtype=np.float64)
+    base.nll_tokens = np.asarray(base_cell["nll_per_token"], dtype=np.float64)
+    est = metrics.estimate_all(cell, base)
+    return {m: est[m].value for m in (*KLD_AGREED, *KLD_REPORTED) if m in est}
 
 
 def parse_llama_bench(text: str) -> dict:
@@ -198,8 +239,9 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
     import numpy as np
 
     h_ppl_value = float(np.exp(np.mean(h_ppl["window_nll"])))
-    h_kld_mean = h_kld["kld"]["summary"]["mean"]
-    h_same_top = 100.0 * float(np.mean(h_kld["kld"]["top1_per_window"]))
+    h_stats = harness_kld_stats(h_kld, h_ref)
+    h_kld_mean = h_stats["kld_mean"]
+    h_same_top = 100.0 * h_stats["top1_agreement"]
     report = {
         "perplexity": {
             "variant": "gguf-q4_k_m", "harness_ppl": h_ppl_value, "llama_perplexity_ppl": t_ppl["ppl"],
@@ -218,6 +260,12 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
             "kld_mean_rel_diff_pct": 100.0 * (h_kld_mean / t_kld["kld_mean"] - 1.0),
             "harness_same_top_pct": h_same_top, "llama_perplexity_same_top_pct": t_kld["same_top_pct"],
             "same_top_diff_pts": h_same_top - t_kld["same_top_pct"], "harness_top_k": cfg.eval.kld_top_k,
+            "method": h_kld["kld"]["method"],
+            "statistics": {m: {"harness": h_stats.get(m), "llama_perplexity": t_kld[m],
+                               "rel_diff_pct": (100.0 * (h_stats[m] / t_kld[m] - 1.0)
+                                                if m in h_stats and t_kld[m] else None),
+                               "held_to_pct": KLD_AGREE_PCT if m in KLD_AGREED else None}
+                           for m in (*KLD_AGREED, *KLD_REPORTED)},
         },
         "prefill": {}, "decode": {},
         "roofline": {"bandwidth": bw, "cells": {}},
@@ -261,6 +309,11 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
         f"-> {k['kld_mean_rel_diff_pct']:+.2f}% (goal ±{GOALS['kld_mean_rel_diff_pct']}%); same top {k['harness_same_top_pct']:.2f}% "
         f"vs {k['llama_perplexity_same_top_pct']:.2f}% -> {k['same_top_diff_pts']:+.2f} pts (goal ±{GOALS['kld_same_top_diff_pts']})",
     ]
+    for m, d in k["statistics"].items():
+        held = f"(goal ±{d['held_to_pct']:g}%)" if d["held_to_pct"] else "(reported)"
+        rel = "—" if d["rel_diff_pct"] is None else f"{d['rel_diff_pct']:+.2f}%"
+        lines.append(f"kld statistic {m}: harness {d['harness']:.6g} vs llama-perplexity {d['llama_perplexity']:.6g} "
+                     f"-> {rel} {held}")
     for what in ("prefill", "decode"):
         for v, d in report[what].items():
             lines.append(f"{what} {v} ({d['test']}): harness {d['harness_tok_s']:.1f} vs llama-bench {d['llama_bench_tok_s']:.1f} "
@@ -274,6 +327,7 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
     console.line("BENCH " + " ".join([
         f"ppl_diff={p['ppl_diff_pct']:+.3f}%", f"ppl_speed={p['speed_ratio']:.3f}",
         f"kld_diff={k['kld_mean_rel_diff_pct']:+.2f}%", f"same_top_diff={k['same_top_diff_pts']:+.2f}pts",
+        f"kld_stats_max_diff={max(abs(k['statistics'][m]['rel_diff_pct']) for m in KLD_AGREED):.2f}%",
         *[f"{w}_{v}={report[w][v]['ratio']:.3f}" for w in ("prefill", "decode") for v in report[w]],
         *[f"roofline_{v}={d['harness_decode_pct']:.1f}%" for v, d in report["roofline"]["cells"].items()],
     ]))

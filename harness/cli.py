@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-ctx", type=int, default=512, help="window length in tokens")
     c.add_argument("--score-from", type=float, default=0.5, help="score tokens from this fraction of each window on")
     c.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default: physical cores)")
-    c.add_argument("--kld-top-k", type=int, default=256, help="reference top-k kept per position for KL divergence (0: whole vocabulary, exact; disk: windows × n_ctx/2 × vocab × 4 bytes)")
+    c.add_argument("--kld-top-k", type=int, default=256, help="reference top-k kept per position for KL divergence "
+                   "(a lower bound of the KLD; 0: the whole vocabulary, as --kld-exact)")
+    c.add_argument("--kld-exact", action="store_true", help="keep fp16's whole distribution on disk, so every KLD is "
+                   "exact as llama-perplexity's (disk: scored tokens × vocabulary × 4 bytes, e.g. 2.4 GB for 48 "
+                   "windows of a 49k vocabulary; refused when it will not fit)")
     c.add_argument("--decode-tokens", type=int, default=128)
     c.add_argument("--prefill-tokens", type=int, default=512)
     c.add_argument("--speed-repeats", type=int, default=3)
@@ -160,7 +164,7 @@ def config_from_args(a) -> RunConfig:
     if a.tokenizer is not None and not (a.tokenizer / "tokenizer.json").is_file():
         raise UserError(f"'{a.tokenizer}' has no tokenizer.json")
     settings = EvalSettings(
-        n_ctx=a.n_ctx, score_from=a.score_from, max_windows=a.windows or None, kld_top_k=a.kld_top_k,
+        n_ctx=a.n_ctx, score_from=a.score_from, max_windows=a.windows or None, kld_top_k=0 if a.kld_exact else a.kld_top_k,
         prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens, speed_repeats=a.speed_repeats,
         threads=a.threads or default_threads(), sparse_top_k=a.sparse_top_k, serving_batches=batches,
         vllm_dtype=a.vllm_dtype, llama_flash_attn=a.llama_flash_attn, device=a.device, decode_batches=decode_batches,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -37,6 +38,25 @@ def reference_dir(outcomes, prepared, cfg: RunConfig, code: str) -> Path:
              environment_fingerprint()["sha256"]]
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
     return store.area("references") / f"{key}-k{cfg.eval.kld_top_k}"
+
+
+def check_reference_disk(ref_dir: Path, prepared, source, cfg: RunConfig) -> None:
+    """An exact KLD keeps fp16's whole distribution: refuse, before anything is scored, when it cannot fit."""
+    if cfg.eval.kld_top_k > 0 or (ref_dir / "COMPLETE").is_file() or cfg.synthetic:
+        return
+    try:
+        vocab = int(json.loads((source.path / "config.json").read_text())["vocab_size"])
+    except (OSError, ValueError, KeyError):
+        return
+    positions = int(prepared.info["scored_tokens"])
+    need = positions * vocab * 4
+    ref_dir.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ref_dir.parent).free
+    if need + (1 << 30) > free:
+        raise UserError(f"--kld-exact keeps fp16's whole distribution: {positions:,} positions × {vocab:,} tokens × 4 "
+                        f"bytes = {need / 1e9:.2f} GB (about {1000 * vocab * 4 / 1e6:.0f} MB per 1,000 tokens), and "
+                        f"{ref_dir.parent} has {free / 1e9:.2f} GB free (1 GB is kept spare); free space "
+                        "(quantcompare cache prune), use fewer --windows, or drop --kld-exact")
 
 
 def task_spec(spec: dict, task_req) -> dict:
@@ -222,6 +242,9 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
             task_req = build_requests(cfg.tasks, source.path, store.area("tasks"))
         console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
     jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req)
+    ref_job = next((j for j in jobs if j.spec.get("write_reference")), None)
+    if ref_job is not None:
+        check_reference_disk(Path(ref_job.spec["reference_dir"]), prepared, source, cfg)
     all_cells = evaluate(jobs, out / "cells", cfg, console)
     for c in all_cells:
         what = "lm-eval" if c.kind == "tasks" else "evaluate"

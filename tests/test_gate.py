@@ -133,7 +133,18 @@ def test_exit_codes_outputs_and_schema(tmp_path, capsys, monkeypatch):
     unknown_task = tmp_path / "t.toml"
     unknown_task.write_text('policy_version = 1\n[variants."*"]\nmax_flip_rate = { hellaswag = 0.1 }\n')
     foreign = _write(tmp_path, "foreign.json", {"hello": "world"})
-    for argv in (["gate", str(tmp_path / "missing.json")], ["gate", str(foreign)],
+    exact = make_results({"gguf-q8_0": {"kld": 0.005}})
+    for c in exact["cells"]:
+        c["kld_method"] = "exact: whole vocabulary"
+    exact_base = _write(tmp_path, "exact.json", exact)
+    bound = make_results({"gguf-q8_0": {"kld": 0.005}})
+    for c in bound["cells"]:
+        c["kld_method"] = "reference top-256 + rest bucket (lower bound)"
+    bound = _write(tmp_path, "bound.json", bound)
+    assert main(["gate", str(bound), "--baseline", str(exact_base), "--out", str(tmp_path / "k"),
+                 "--unpaired-baseline"]) in (0, 1)
+    for argv in (["gate", str(bound), "--baseline", str(exact_base)],
+                 ["gate", str(tmp_path / "missing.json")], ["gate", str(foreign)],
                  ["gate", str(ok), "--policy", str(not_toml)], ["gate", str(ok), "--policy", str(unknown_metric)],
                  ["gate", str(ok), "--policy", str(unknown_variant)], ["gate", str(ok), "--policy", str(unknown_task)],
                  ["gate", str(ok), "--baseline", str(other)]):

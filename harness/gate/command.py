@@ -17,6 +17,13 @@ def baseline_pairing(results: dict, baseline: dict, unpaired_ok: bool) -> bool:
     a, b = results.get("windows", {}), baseline.get("windows", {})
     same = (a.get("windows_sha256") == b.get("windows_sha256") and a.get("windows_sha256") is not None
             and a.get("tokenizer_sha256") == b.get("tokenizer_sha256"))
+    methods = {(c["variant"], c["runtime"]): c.get("kld_method") for c in baseline.get("cells", [])}
+    for c in results.get("cells", []):
+        theirs = methods.get((c["variant"], c["runtime"]))
+        if c.get("kld_method") and theirs and c["kld_method"] != theirs and not unpaired_ok:
+            raise UserError(f"the baseline's KLD of {c['variant']} × {c['runtime']} was taken another way ({theirs}; "
+                            f"here: {c['kld_method']}), so its KLD figures do not compare: measure both the same way "
+                            "(--kld-exact or the same --kld-top-k), or pass --unpaired-baseline")
     if same:
         return True
     if not unpaired_ok:
