@@ -8,7 +8,8 @@ from pathlib import Path
 
 from evaluators.kernel_check import MAX_ERR_RATIO, MAX_REL_MEAN_ERR, MIN_TOP1
 from reports import plots
-from reports.tables import accuracy_frame, decode_detail_frame, kernel_check_frame, serving_frame, summary_frame
+from reports.tables import (accuracy_frame, decode_detail_frame, kernel_check_frame, kld_detail_frame, serving_frame,
+                            summary_frame)
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -150,6 +151,12 @@ def render(results: dict, verdict: dict | None = None) -> str:
                      "kernel checks are measured, quality is not (see Notes).</div>")
     parts.append("<h2>Summary</h2>")
     parts.append(_table(summary_frame(results)))
+    methods = sorted({c["kld_method"] for c in results["cells"] if c.get("kld_method")})
+    if len(methods) > 1:
+        parts.append("<div class='flag-warning'>The KLD figures above were taken in different ways ("
+                     + "; ".join(html.escape(m) for m in methods) + "): a top-k bound is lower than the exact value, "
+                     "and a smaller k lowers it more. Compare KLDs only within one method; <code>--kld-exact</code> makes "
+                     "every transformers and llama.cpp KLD exact.</div>")
     kc = kernel_check_frame(results)
     if kc is not None:
         parts.append("<h2>Kernel checks (quantized runtime vs dequantized weights, same device)</h2>" + _table(kc))
@@ -209,7 +216,14 @@ def render(results: dict, verdict: dict | None = None) -> str:
     parts.append("<h2>Speed</h2>" + _img(plots.speed_bars, "speed", results))
     if not synthetic:
         parts.append("<h2>Per-window perplexity</h2>" + _img(plots.window_ppl_distribution, "per-window perplexity", results))
-        parts.append("<h2>KL divergence vs fp16</h2>" + _img(plots.kld_distribution, "KLD distribution", results))
+        kd = kld_detail_frame(results)
+        parts.append("<h2>KL divergence vs fp16</h2>" + (_table(kd) if kd is not None else "")
+                     + "<p class='note'>As <code>llama-perplexity --kl-divergence</code> reports them: per-token KL "
+                     "divergence from fp16's distribution (percentiles over every scored token), Δp = the variant's "
+                     "probability of the text's next token minus fp16's, the share of tokens whose most likely next "
+                     "token is fp16's, and the correlation of per-token ln PPL with fp16's. Intervals resample whole "
+                     "windows by article. <code>make bench</code> checks these against llama-perplexity itself.</p>"
+                     + _img(plots.kld_distribution, "KLD distribution", results))
     parts.append("<h2>Checks per cell</h2><table><tr><th>cell</th><th>status</th><th>greedy continuation of “The capital of France is”</th>"
                  "<th>runtime tokenizer vs source</th><th>compute</th><th>notes</th></tr>")
     for c in results["cells"]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -25,6 +26,16 @@ def _spread(v, lo, hi, fmt: str, scale: float = 1.0) -> str:
     if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
         s += f" ({format(lo * scale, fmt)}–{format(hi * scale, fmt)})"
     return s
+
+
+def kld_method_short(method: str | None) -> str:
+    """"exact", "top-256 bound" or "sparse top-20 bound": how a cell's KLD was taken, in a table cell."""
+    if not method:
+        return "—"
+    if method.startswith("exact"):
+        return "exact"
+    m = re.search(r"top-(\d+)", method)
+    return ("sparse " if method.startswith("sparse") else "") + (f"top-{m.group(1)} bound" if m else "bound")
 
 
 def summary_frame(results: dict) -> pd.DataFrame:
@@ -55,6 +66,8 @@ def summary_frame(results: dict) -> pd.DataFrame:
             else f"{inc[0]:+.2f}%")
         rec["KLD mean [CI]"] = _ci(*get("kld_mean"), ".4f")
         rec["KLD p99 [CI]"] = _ci(*get("kld_p99"), ".4f")
+        method = next((c.get("kld_method") for c in results["cells"] if (c["variant"], c["runtime"]) == (v, rt)), None)
+        rec["KLD method"] = kld_method_short(method)
         t = get("top1_agreement")
         rec["top-1 agree [CI]"] = "—" if t[0] is None else _ci(*(100 * x if x is not None else None for x in t), ".2f") + " %"
         size = get("size_bytes")[0]
@@ -137,7 +150,7 @@ def decode_detail_frame(results: dict) -> pd.DataFrame | None:
 
 def terminal_table(results: dict) -> str:
     df = summary_frame(results)
-    cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]",
+    cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]", "KLD method",
                         "top-1 agree [CI]", "size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
     return df[cols].to_string(index=False)
 
@@ -179,3 +192,32 @@ def accuracy_frame(results: dict) -> pd.DataFrame | None:
                 delta += f" [{scale * d['ci_low']:+.2f}, {scale * d['ci_high']:+.2f}]"
         out.append({"task": task, "metric": name, "variant": v, "runtime": rt, "value [95% CI]": val, "Δ vs fp16 [95% CI]": delta})
     return pd.DataFrame(out)
+
+
+# llama-perplexity --kl-divergence's statistics, as its users read them
+KLD_DETAIL = (("kld_mean", "mean KLD", 1, ".4f"), ("kld_median", "median", 1, ".4f"), ("kld_p90", "p90", 1, ".4f"),
+              ("kld_p99", "p99", 1, ".3f"), ("kld_p999", "p99.9", 1, ".3f"), ("kld_max", "max", 1, ".2f"),
+              ("delta_p_mean", "mean Δp %", 100, "+.2f"), ("delta_p_rms", "RMS Δp %", 100, ".2f"),
+              ("delta_p_p1", "Δp p1 %", 100, "+.1f"), ("delta_p_p99", "Δp p99 %", 100, "+.1f"),
+              ("top1_agreement", "same top p %", 100, ".2f"), ("cor_ln_ppl", "Cor(ln PPL) %", 100, ".2f"))
+
+
+def kld_detail_frame(results: dict) -> pd.DataFrame | None:
+    """Per cell: the KLD distribution, Δp and the correlation of per-token ln PPL with fp16's, each with its
+    95% interval (harness/metrics.py)."""
+    by = {(r["variant"], r["runtime"], r["metric"]): r for r in results["rows"]}
+    out = []
+    for c in sorted(results["cells"], key=lambda c: (variant_order(c["variant"]), c["runtime"])):
+        if (c["variant"], c["runtime"], "kld_mean") not in by:
+            continue
+        rec = {"variant": c["variant"], "runtime": c["runtime"], "status": c["status"],
+               "KLD method": kld_method_short(c.get("kld_method"))}
+        for metric, label, scale, fmt in KLD_DETAIL:
+            r = by.get((c["variant"], c["runtime"], metric))
+            if r is None or r["value"] is None:
+                rec[label] = "—"
+                continue
+            lo, hi = (None, None) if r["ci_low"] is None else (scale * r["ci_low"], scale * r["ci_high"])
+            rec[label] = _ci(scale * r["value"], lo, hi, fmt)
+        out.append(rec)
+    return pd.DataFrame(out) if out else None
