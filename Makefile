@@ -25,7 +25,7 @@ VLLM_RUNTIMES := transformers,llama.cpp,vllm
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-llmcompressor setup-vllm tools bench compare gate test test-fast faults clean distclean
+.PHONY: setup setup-llmcompressor setup-vllm tools bench coverage compare gate test test-fast faults clean distclean
 
 # What the default run needs; llm-compressor, vLLM and llama.cpp's tools are made on first use.
 setup: $(MAIN_STAMP) $(AWQ_STAMP)
@@ -89,6 +89,14 @@ $(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
 # Harness vs llama-perplexity / llama-bench on the same GGUF files, context and threads; writes OUT/bench.json.
 bench: setup tools
 	$(BIN)/quantcompare bench $(if $(MODEL),--model "$(MODEL)") --out "$(or $(OUT),runs/bench)" --tools $(TOOLS_DIR)/bin $(ARGS)
+
+# Do the intervals hold their 95%? Scores every window of the text for fp16 and gguf-q4_k_m (cached after the
+# first time), then draws 1,000 subsets of 48 windows as compare chooses them (harness/coverage.py).
+COVERAGE_OUT ?= runs/coverage-all
+coverage: setup
+	$(BIN)/quantcompare compare --variants fp16,gguf-q4_k_m --windows 0 --tasks none --kld-top-k 1 --speed-repeats 1 --out "$(COVERAGE_OUT)" $(ARGS) || test $$? -eq 1
+	$(BIN)/python -m harness.coverage "$(COVERAGE_OUT)/results.json" --variant "gguf-q4_k_m×llama.cpp" --draws 1000 \
+		--save-data "$(COVERAGE_OUT)/windows.json" --out "$(COVERAGE_OUT)/coverage.json"
 
 # `make compare VLLM=1` adds vLLM as a runtime (fp16, awq-int4, and gguf where vLLM reads it).
 compare: setup $(if $(VLLM),setup-vllm)

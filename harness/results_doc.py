@@ -124,7 +124,6 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
              task_cells=(), bandwidth: dict | None = None) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
-    sizes: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
     cell_docs = []
     for c in cells:

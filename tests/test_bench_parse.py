@@ -1,7 +1,7 @@
 """Parsers for llama.cpp's tool output (formats as printed by the vendored tools/perplexity and llama-bench)."""
 import pytest
 
-from harness.bench import parse_kld, parse_llama_bench, parse_perplexity
+from harness.llama_tool_output import parse_kld, parse_llama_bench, parse_perplexity
 from harness.errors import UserError
 
 PPL_OUT = """[1]50253.6534,[2]46887.1243,[3]48185.0918,[4]47733.5377,

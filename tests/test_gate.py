@@ -1,13 +1,10 @@
 """The release gate: bootstrap against a direct computation, the three decisions, fail-closed rules,
 baselines, exit codes and the verdict's schema."""
-import itertools
 import json
 import math
 
-import numpy as np
 import pytest
 
-from evaluators.stats import Bootstrap
 from harness.cli import main
 from harness.gate.decision import decide
 from harness.gate.policy import load_policy, parse_policy
