@@ -238,7 +238,7 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
     console.line("BENCH " + " ".join([
         f"ppl_diff={p['ppl_diff_pct']:+.3f}%", f"ppl_speed={p['speed_ratio']:.3f}",
         f"kld_diff={k['kld_mean_rel_diff_pct']:+.2f}%", f"same_top_diff={k['same_top_diff_pts']:+.2f}pts",
-        f"kld_stats_max_diff={max(abs(k['statistics'][m]['rel_diff_pct']) for m in KLD_AGREED):.2f}%",
+        f"kld_stats_max_diff={max((abs(d) for m in KLD_AGREED if (d := k['statistics'][m]['rel_diff_pct']) is not None), default=0.0):.2f}%",
         *[f"{w}_{v}={report[w][v]['ratio']:.3f}" for w in ("prefill", "decode") for v in report[w]],
         *[f"roofline_{v}={d['harness_decode_pct']:.1f}%" for v, d in report["roofline"]["cells"].items()],
     ]))

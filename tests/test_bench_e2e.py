@@ -36,6 +36,9 @@ def test_bench_tiny_llama(tiny_llama, tmp_path):
     assert b["kld"]["llama_perplexity_kld_mean"] >= 0 and b["kld"]["harness_kld_mean"] >= 0
     # whole-vocabulary reference (the bench's default): the same KLD and same-top rate as llama-perplexity
     assert abs(b["kld"]["kld_mean_rel_diff_pct"]) < 2.0 and abs(b["kld"]["same_top_diff_pts"]) < 0.5
+    stats = b["kld"]["statistics"]  # llama-perplexity's whole set, read from its output and computed by the harness
+    assert {"kld_median", "kld_p99", "kld_p999", "kld_max", "delta_p_rms", "cor_ln_ppl"} <= set(stats)
+    assert all(d["harness"] is not None and d["llama_perplexity"] is not None for d in stats.values())
     for what in ("prefill", "decode"):
         for d in b[what].values():
             assert d["harness_tok_s"] > 0 and d["llama_bench_tok_s"] > 0
