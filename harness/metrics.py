@@ -235,7 +235,7 @@ def flip_rate(cell: CellEvidence, ref: CellEvidence, task: str, metric: str, boo
 def scaled(e: Estimate, factor: float) -> Estimate:
     """The same estimate in other units (×100 for points, −1 to turn a change into a drop)."""
     lo, hi = sorted((e.ci_low * factor, e.ci_high * factor))
-    return Estimate(e.value * factor, lo, hi, e.n)
+    return Estimate(e.value * factor + 0.0, lo + 0.0, hi + 0.0, e.n)  # + 0.0: no "-0" in a verdict
 
 
 def outcome_metrics(cell: CellEvidence, selector: str) -> list[tuple[str, str]]:

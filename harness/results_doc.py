@@ -135,7 +135,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             m = variant_outcomes[c.variant].manifest
             rows += cell_rows(c, source.n_params, m.size_bytes, bandwidth)
             r = c.result
-            if "window_nll" in r:
+            if "window_nll" in r and not r.get("nonfinite_positions"):  # non-finite logits: nonfinite_flags says so
                 ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
             doc.update({
                 "window_nll": r.get("window_nll"),
