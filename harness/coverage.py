@@ -40,6 +40,29 @@ def window_data(results: dict, variant: str, runtime: str) -> dict:
             "ref_window_nll": ref["window_nll"], "variant_window_nll": var["window_nll"]}
 
 
+def choose_by_article(clusters_all, n: int, per_draw: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Another design, for contrast (not the harness's): a two-stage sample: n / per_draw articles drawn with replacement, each with probability proportional to
+    its number of windows, and per_draw of its windows drawn at random (windows of an article drawn again are
+    new ones while it has any). Every window of the text is equally likely, so the plain mean estimates the
+    all-windows value, and resampling the draws (harness/metrics.py resamples by `draw`) gives its variance,
+    article effects included. Returns (window indices in text order, the draw of each)."""
+    clusters_all = np.asarray(clusters_all)
+    rng = np.random.default_rng(seed)
+    ids, sizes = np.unique(clusters_all, return_counts=True)
+    members = {c: np.flatnonzero(clusters_all == c) for c in ids}
+    used: dict = {c: set() for c in ids}
+    picks, draws = [], []
+    for d, c in enumerate(rng.choice(ids, size=max(1, n // per_draw), p=sizes / sizes.sum())):
+        fresh = [w for w in members[c] if w not in used[c]]
+        pool = fresh if len(fresh) >= per_draw else list(members[c])
+        chosen = rng.choice(pool, size=per_draw, replace=len(pool) < per_draw)
+        used[c].update(int(w) for w in chosen)
+        picks += [int(w) for w in chosen]
+        draws += [d] * per_draw
+    order = np.argsort(picks, kind="stable")
+    return np.asarray(picks)[order], np.asarray(draws)[order]
+
+
 def _cell(name: str, nll: np.ndarray) -> CellEvidence:
     c = CellEvidence(name, "", "ok")
     c.window_nll = nll
@@ -55,20 +78,42 @@ def study(data: dict, n: int = 48, draws: int = 1000, boot: Bootstrap = metrics.
                  "cluster_kind": data["cluster_kind"], "draws": draws, "bootstrap": {"resamples": boot.resamples,
                  "seed": boot.seed, "confidence": boot.level}, "truth": truth, "methods": {}}
     t0 = time.time()
-    for method, by_cluster in (("by article (the harness)", True), ("window by window (for contrast)", False)):
+    designs = {
+        "spread windows, resampled by article (the harness)": lambda d: (choose_windows(len(ref), n, "spread", d), "article"),
+        "spread windows, resampled one by one": lambda d: (choose_windows(len(ref), n, "spread", d), None),
+        "articles drawn, 2 windows each, resampled by draw": lambda d: choose_by_article(clusters, n, 2, d),
+    }
+    for method, design in designs.items():
         hits = {"ppl": 0, "ppl_increase_pct": 0}
         widths = {"ppl": [], "ppl_increase_pct": []}
         for d in range(draws):
-            idx = choose_windows(len(ref), n, "spread", seed=d)
+            idx, how = design(d)
             r, v = _cell("fp16", ref[idx]), _cell("variant", var[idx])
-            cl = clusters[idx] if by_cluster else None
+            cl = clusters[idx] if isinstance(how, str) else how
             for q, cell, against in ((metrics.PPL, r, None), (metrics.PPL_INCREASE, v, r)):
                 e = metrics.estimate(q, cell, against, cl, boot)
                 hits[q.metric] += int(e.ci_low <= truth[q.metric] <= e.ci_high)
                 widths[q.metric].append(e.ci_high - e.ci_low)
         out["methods"][method] = {m: {"coverage": hits[m] / draws, "mean_width": float(np.mean(widths[m]))}
                                   for m in hits}
+    out["previous_method"] = previous_method(ref, var, n, truth)
     out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+T_975_47 = 2.0117  # Student's t, 97.5% quantile, 47 degrees of freedom (the previous method's n = 48)
+
+
+def previous_method(ref: np.ndarray, var: np.ndarray, n: int, truth: dict) -> dict | None:
+    """What the harness did before: the first n windows and a t-interval of the mean NLL (of the paired
+    difference for ΔPPL). One sample, so no coverage: whether its intervals contain the truth."""
+    if n != 48:
+        return None
+    out = {}
+    for metric, x, f in (("ppl", ref[:n], np.exp), ("ppl_increase_pct", (var - ref)[:n], lambda v: 100 * (np.exp(v) - 1))):
+        half = T_975_47 * x.std(ddof=1) / np.sqrt(n)
+        lo, hi = float(f(x.mean() - half)), float(f(x.mean() + half))
+        out[metric] = {"value": float(f(x.mean())), "ci": [lo, hi], "contains_truth": lo <= truth[metric] <= hi}
     return out
 
 
@@ -94,6 +139,11 @@ def main(argv: list[str]) -> int:
         print(f"{method}: PPL {100 * d['ppl']['coverage']:.1f}% (mean width {d['ppl']['mean_width']:.3f}), "
               f"paired ΔPPL {100 * d['ppl_increase_pct']['coverage']:.1f}% (mean width "
               f"{d['ppl_increase_pct']['mean_width']:.3f} points) of {res['draws']} draws of {res['n_windows_per_run']} windows")
+    prev = res.get("previous_method")
+    if prev:
+        print("previous method (the first 48 windows, t-interval): " + "; ".join(
+            f"{m} {d['value']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}] {'contains' if d['contains_truth'] else 'MISSES'} "
+            "the all-windows value" for m, d in prev.items()))
     print(f"truth (all {res['windows_in_text']} windows, {res['clusters_in_text']} {res['cluster_kind']}s): PPL "
           f"{res['truth']['ppl']:.4f}, ΔPPL {res['truth']['ppl_increase_pct']:+.3f}%; {res['seconds']} s")
     if a.out:
