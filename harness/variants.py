@@ -70,10 +70,10 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        console.line(f"[{q.variant}] building with {type(q).__name__} ...")
         t0 = time.time()
         try:
+            tmp.mkdir(parents=True)
+            console.line(f"[{q.variant}] building with {type(q).__name__} ...")
             m = q.build(ctx, tmp)
         except UserError:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -166,18 +166,23 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
                             preexec_fn=die_with_parent)
     lines: list[str] = []
     pending = b""
-    while True:
-        chunk = proc.stdout.read1(65536)
-        if not chunk:
-            break
-        parts = re.split(rb"[\r\n]", pending + chunk)
-        pending = parts.pop()
-        for raw in parts:
-            line = raw.decode("utf-8", errors="replace").strip()
-            if line:
-                lines.append(line)
-                if on_line:
-                    on_line(line)
+    try:
+        while True:
+            chunk = proc.stdout.read1(65536)
+            if not chunk:
+                break
+            parts = re.split(rb"[\r\n]", pending + chunk)
+            pending = parts.pop()
+            for raw in parts:
+                line = raw.decode("utf-8", errors="replace").strip()
+                if line:
+                    lines.append(line)
+                    if on_line:
+                        on_line(line)
+    except BaseException:  # interrupted: the tool is gone before its output folder is removed (it could remake it)
+        proc.kill()
+        proc.wait(timeout=60)
+        raise
     if pending.strip():
         lines.append(pending.decode("utf-8", errors="replace").strip())
     rc = proc.wait()
