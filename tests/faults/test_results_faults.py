@@ -48,3 +48,27 @@ def test_a_plot_that_cannot_be_drawn_is_a_line_in_the_report(monkeypatch):
 
     monkeypatch.setattr(plots, "window_ppl_distribution", boom)
     assert "could not be drawn" in html._img(plots.window_ppl_distribution, "per-window perplexity", {})
+
+
+def test_kld_exact_that_cannot_fit_is_refused_in_one_line(tmp_path, monkeypatch):
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    import pytest
+
+    from harness.config import EvalSettings, RunConfig
+    from harness.errors import UserError
+    from harness.pipeline import check_reference_disk
+
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"vocab_size": 49152}))
+    prepared = SimpleNamespace(info={"scored_tokens": 12240})
+    cfg = RunConfig(model=None, out=tmp_path / "out", eval=EvalSettings(kld_top_k=0))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10**10, used=0, free=2 * 10**9))
+    with pytest.raises(UserError, match=r"2\.41 GB .* 2\.00 GB free") as e:
+        check_reference_disk(tmp_path / "store" / "references" / "x", prepared, SimpleNamespace(path=src), cfg)
+    assert "\n" not in str(e.value) and "197 MB per 1,000 tokens" in str(e.value)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10**11, used=0, free=5 * 10**10))
+    check_reference_disk(tmp_path / "store" / "references" / "x", prepared, SimpleNamespace(path=src), cfg)  # fits
