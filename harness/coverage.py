@@ -26,6 +26,9 @@ from harness import metrics
 from harness.evidence import CellEvidence
 
 
+HARNESS = "spread windows, resampled by article (the harness)"
+
+
 def window_data(results: dict, variant: str, runtime: str) -> dict:
     """The per-window NLLs of fp16 × transformers and of one variant, with positions and clusters."""
     cells = {(c["variant"], c["runtime"]): c for c in results["cells"]}
@@ -79,7 +82,7 @@ def study(data: dict, n: int = 48, draws: int = 1000, boot: Bootstrap = metrics.
                  "seed": boot.seed, "confidence": boot.level}, "truth": truth, "methods": {}}
     t0 = time.time()
     designs = {
-        "spread windows, resampled by article (the harness)": lambda d: (choose_windows(len(ref), n, "spread", d), "article"),
+        HARNESS: lambda d: (choose_windows(len(ref), n, "spread", d), "article"),
         "spread windows, resampled one by one": lambda d: (choose_windows(len(ref), n, "spread", d), None),
         "articles drawn, 2 windows each, resampled by draw": lambda d: choose_by_article(clusters, n, 2, d),
     }
