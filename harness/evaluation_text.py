@@ -37,7 +37,7 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
     text_sha = hashlib.sha256(raw).hexdigest()
     tok_files = [source.path / n for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model") if (source.path / n).exists()]
     tok_sha = hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest()
-    choice, seed = getattr(settings, "window_choice", "first"), getattr(settings, "window_seed", 0)
+    choice, seed = settings.window_choice, settings.window_seed
     key = hashlib.sha256(json.dumps([text_sha, tok_sha, settings.n_ctx, settings.score_from, settings.max_windows,
                                      choice, seed, WINDOWS_FORMAT]).encode()).hexdigest()[:16]
     path = work_dir / f"windows-{key}.npz"

@@ -185,8 +185,13 @@ def task_reference(cells: dict, cell: CellEvidence, ref_key: tuple[str, str] = R
     same = cells.get((ref_key[0], cell.runtime))
     if cell.variant != ref_key[0] and same is not None and usable_reference(same, tasks=True):
         return same
+    return reference_cell(cells, ref_key, tasks=True)
+
+
+def reference_cell(cells: dict, ref_key: tuple[str, str] = REFERENCE, tasks: bool = False) -> CellEvidence:
+    """The fp16 reference cell, or NotMeasured saying why it cannot be one (missing, failed, BROKEN)."""
     ref = cells.get(ref_key)
-    if ref is None or not usable_reference(ref, tasks=True):
+    if ref is None or not usable_reference(ref, tasks=tasks):
         why = "was not measured" if ref is None else f"cannot be a reference: {ref.problem or ref.task_problem or ref.status}"
         raise NotMeasured(f"the fp16 reference {ref_key[0]} × {ref_key[1]} {why}")
     return ref
@@ -224,11 +229,7 @@ def task_delta(cell: CellEvidence, ref: CellEvidence, task: str, metric: str, bo
 
 def flip_rate(cell: CellEvidence, ref: CellEvidence, task: str, metric: str, boot: Bootstrap = BOOTSTRAP) -> Estimate:
     """Share of documents whose right/wrong outcome differs from fp16's (what equal accuracies can hide)."""
-    ids, a, _ = _doc_values(cell, task, metric)
-    ref_ids, b, _ = _doc_values(ref, task, metric)
-    if ids != ref_ids:
-        raise NotMeasured(f"{task}: documents differ from the fp16 reference's")
-    flips = (a != b).astype(np.float64)
+    _, flips = _drop_or_flips("flips", cell, ref, task, metric)
     return bootstrap_ci(lambda ws, xs: wmean(xs[0][0], ws[0]), [Sample((flips,))], boot)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from evaluators.kernel_check import kernel_checks
 from evaluators.stats import effective_sample_size
 from harness import metrics
-from harness.evidence import collect, usable_reference
+from harness.evidence import collect
 from harness.metrics import REFERENCE
 from harness import environment
 from harness.host import measured_here
@@ -65,8 +65,10 @@ def _row(v: str, rt: str, metric: str, e, unit: str = "") -> Row:
 def quality_rows(evidence: dict, clusters) -> list[Row]:
     """Every window quantity of every measured cell, from harness.metrics: the same estimate and interval
     the gate computes (paired against fp16 × transformers where the quantity compares)."""
-    ref = evidence.get(REFERENCE)
-    ref = ref if ref is not None and usable_reference(ref) else None
+    try:
+        ref = metrics.reference_cell(evidence)
+    except metrics.NotMeasured:
+        ref = None
     rows = []
     for (v, rt), cell in evidence.items():
         if cell.status not in ("ok", "broken"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import metrics as M
 from harness.config import variant_order
-from harness.evidence import CellEvidence, clusters, collect, reference, usable_reference
+from harness.evidence import CellEvidence, clusters, collect, reference
 from harness.gate.decision import Decision, decide
 from harness.gate.policy import BASELINE_LIMITS, LIMITS, PER_TASK, Policy
 from harness.errors import UserError
@@ -41,13 +41,7 @@ class Gate:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _ref(self, cells, ref_key, cell: CellEvidence, tasks: bool = False) -> CellEvidence:
-        if tasks:
-            return M.task_reference(cells, cell, ref_key)
-        ref = cells.get(ref_key)
-        if ref is None or not usable_reference(ref):
-            why = "was not measured" if ref is None else f"cannot be a reference: {ref.problem or ref.status}"
-            raise NotMeasured(f"the fp16 reference {ref_key[0]} × {ref_key[1]} {why}")
-        return ref
+        return M.task_reference(cells, cell, ref_key) if tasks else M.reference_cell(cells, ref_key)
 
     def _method(self, q, n: int, cell: CellEvidence, both: str = "") -> str:
         over = f"{q.over} by {self.resampled_by}" if q.over == "windows" else q.over
