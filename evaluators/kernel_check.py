@@ -1,15 +1,17 @@
 """Speed of a wrong kernel is worthless: before its speed is reported, each quantized runtime's logits
 are compared with an exact dequantized reference of the same weights on the same device
 (transformers with the weights dequantized: AWQ by our GEMM unpacking, GGUF by gguf-py).
-The cells that produce those logits are planned by harness/cell_options.py."""
+The cells that produce those logits are planned by harness/cell_plan.py."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-QUANTIZED_FORMATS = ("hf-awq-gemm", "hf-compressed-tensors", "gguf")
-REFERENCE_RUNTIME = "transformers"
+from core.names import QUANTIZED_FORMATS, REFERENCE_RUNTIME, REFERENCE_VARIANT
+from core.registry import KernelTolerance
+
 # "The kernel computes the function of its own weights": logits' mean abs error relative to the
 # reference's mean |logit| is either small outright (MAX_REL_MEAN_ERR) or small against what the
 # quantization itself did to the same logits (the dequantized reference against fp16's), since a kernel
@@ -20,14 +22,9 @@ REFERENCE_RUNTIME = "transformers"
 # SmolLM2-135M's real weights on a CPU (10.8%; ratio 0.31); 9.6% off on the 36-layer Qwen3-4B shape with
 # random weights on an H100 (53.9%; ratio 0.18), where its CPU build is 9.5% off too. A subtle bug whose
 # error is as small as rounding would pass: this catches kernels that compute other weights.
-# Plus top-1 agreement where the reference has a clear leader.
-MAX_REL_MEAN_ERR = 0.05
-MAX_ERR_RATIO = 1 / 3
-MIN_TOP1 = 0.90
+# Plus top-1 agreement where the reference has a clear leader. The limits are each quantizer's
+# (core.registry.KernelTolerance; its defaults are the values measured above).
 MIN_CLEAR_POSITIONS = 20
-
-
-UNQUANTIZED_VARIANTS = ("fp16", "gguf-f16")  # same weights as the source: no kernel to check
 
 
 def compare_logits(test: np.ndarray, ref: np.ndarray) -> dict:
@@ -45,27 +42,29 @@ def compare_logits(test: np.ndarray, ref: np.ndarray) -> dict:
             "top1_agreement": top1, "top1_agreement_clear": top1_clear, "clear_positions": int(clear.sum())}
 
 
-def verdict(c: dict, quant_effect: float | None) -> tuple[bool, str]:
+def verdict(c: dict, quant_effect: float | None, tol: KernelTolerance = KernelTolerance()) -> tuple[bool, str]:
     """Whether a kernel check passes, and by which rule (see the limits above)."""
     rel = c["rel_mean_err"]
-    top_ok = c["clear_positions"] < MIN_CLEAR_POSITIONS or c["top1_agreement_clear"] >= MIN_TOP1
+    top_ok = c["clear_positions"] < MIN_CLEAR_POSITIONS or c["top1_agreement_clear"] >= tol.min_top1
     if rel is None or not top_ok:
         return False, "top-1 disagrees where the reference has a clear leader"
-    if rel <= MAX_REL_MEAN_ERR:
-        return True, f"within {100 * MAX_REL_MEAN_ERR:.0f}% of the mean |logit|"
-    if quant_effect and rel / quant_effect <= MAX_ERR_RATIO:
+    if rel <= tol.max_rel_mean_err:
+        return True, f"within {100 * tol.max_rel_mean_err:.0f}% of the mean |logit|"
+    if quant_effect and rel / quant_effect <= tol.max_err_ratio:
         return True, (f"{rel / quant_effect:.2f} of the quantization's own effect ({100 * quant_effect:.1f}%): "
                       "rounding of the kernel's arithmetic, not other weights")
     return False, "as far from its weights' reference as other weights would be"
 
 
-def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> list[dict]:
+def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path,
+                  tolerances: dict[str, KernelTolerance] | None = None) -> list[dict]:
     """Compare every measured quantized cell with its variant's dequantized reference cell; a failed
     check carries the message the run flags it with ("ok" False, "message")."""
+    tolerances = tolerances or {}
     folder = work / "kernel-check"
     checks = []
     ok_cells = {(d["variant"], d["runtime"]) for d in cell_docs if d["status"] == "ok"}
-    fp16_file = folder / f"{UNQUANTIZED_VARIANTS[0]}__{REFERENCE_RUNTIME}.npy"
+    fp16_file = folder / f"{REFERENCE_VARIANT}__{REFERENCE_RUNTIME}.npy"
     for v, m in manifests.items():
         fmt = m["format"] if isinstance(m, dict) else m.format
         if fmt not in QUANTIZED_FORMATS:
@@ -81,12 +80,13 @@ def kernel_checks(cell_docs: list[dict], manifests: dict, work: Path) -> list[di
             if not ref_file.is_file() or not test_file.is_file():
                 continue
             c = compare_logits(np.load(test_file), np.load(ref_file))
-            ok, rule = verdict(c, quant_effect)
+            tol = tolerances.get(v, KernelTolerance())
+            ok, rule = verdict(c, quant_effect, tol)
             top = c["top1_agreement_clear"] if c["clear_positions"] >= MIN_CLEAR_POSITIONS else c["top1_agreement"]
             c.update({"variant": v, "runtime": rt, "reference": f"{v} × {REFERENCE_RUNTIME} (dequantized weights)",
                       "quantization_rel_err": quant_effect,
                       "err_ratio": (c["rel_mean_err"] / quant_effect) if quant_effect and c["rel_mean_err"] is not None else None,
-                      "ok": ok, "rule": rule})
+                      "ok": ok, "rule": rule, "tolerance": asdict(tol)})
             if not ok:
                 c["message"] = (f"BROKEN KERNEL: logits differ from the dequantized reference (mean abs err "
                                 f"{c['mean_abs_err']:.3g}, {100 * (c['rel_mean_err'] or 0):.1f}% of the mean |logit|; "

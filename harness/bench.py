@@ -19,11 +19,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness.cells import CellJob, cell_key, evaluator_code_hash, run_cell
+from harness.cell_launcher import CellJob, cell_key, evaluator_code_hash, run_cell
+from harness.cell_plan import CellPlanner
 from harness.config import RunConfig
-from harness.errors import UserError
+from core.errors import UserError
 from harness.evaluation_text import prepare_windows
-from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
+from core.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.llama_tool_output import (KLD_AGREE_PCT, KLD_AGREED, KLD_REPORTED, harness_kld_stats, parse_kld,
                                        parse_llama_bench, parse_perplexity)
 from evaluators.roofline import measure_bandwidth
@@ -54,24 +55,15 @@ def _run(cmd: list[str], console, log: Path) -> str:
     return p.stdout + "\n" + p.stderr
 
 
-def _cell(variant, outcome, spec_extra: dict, prepared, cfg, work: Path, console) -> dict:
-    s = cfg.eval
-    spec = {
-        "variant": variant, "runtime": "llama.cpp", "format": outcome.manifest.format,
-        "artifact": str(outcome.folder / outcome.manifest.artifact), "windows": str(prepared.path),
-        "windows_sha256": prepared.info["windows_sha256"], "n_ctx": s.n_ctx, "threads": s.threads,
-        "kld_top_k": s.kld_top_k, "prefill_tokens": s.prefill_tokens, "decode_tokens": s.decode_tokens,
-        "speed_repeats": s.speed_repeats, "sanity_prompt_ids": prepared.sanity_prompt_ids, "sanity_new_tokens": 8,
-        "tokenizer_probe": prepared.probe, "reference_dir": None, "write_reference": False, "seed": s.seed,
-        "speed": False, "flash_attn": s.llama_flash_attn,
-    }
-    spec.update(spec_extra)
+def _cell(variant, outcome, changes: dict, prepared, cfg, work: Path, console) -> dict:
+    """One harness cell on llama.cpp, planned as compare plans it, with bench's changes (a tag, the reference)."""
+    spec = CellPlanner(cfg, prepared, work).quality(variant, outcome, "llama.cpp", has_reference=False)
+    spec = spec.with_(**{"speed": False, "reference_dir": None, "write_reference": False, **changes})
     job = CellJob(variant, "llama.cpp", spec, cell_key(spec, outcome.manifest.cache_key, evaluator_code_hash()))
-    tag = spec_extra.get("tag", "")
-    console.line(f"[bench] harness: {variant} × llama.cpp {tag}")
-    o = run_cell(job, work / "cells" / tag, console, 3600.0, s.threads)
+    console.line(f"[bench] harness: {variant} × llama.cpp {spec.tag}")
+    o = run_cell(job, work / "cells" / spec.tag, console, 3600.0, cfg.eval.threads)
     if not o.ok:
-        raise UserError(f"harness cell {variant} ({tag}) failed: {o.error}")
+        raise UserError(f"harness cell {variant} ({spec.tag}) failed: {o.error}")
     return o.result
 
 
@@ -108,7 +100,7 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
                   prepared, cfg, work, console)
 
     # 2. llama.cpp's tools on the same files, text, context, chunks and threads.
-    fa = cfg.eval.llama_flash_attn
+    fa = cfg.options("llama.cpp").flash_attn
     common = ["-c", n_ctx, "-b", n_ctx, "--chunks", n_chunks, "-t", threads, "-fa", fa]
     t_ppl = parse_perplexity(_run([perplexity_exe, "-m", q4, "-f", text, *common], console, logs / "llama-perplexity-q4.log"))
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 BROKEN_PPL_RATIO = 1.5  # a variant whose PPL is 50% above fp16's is broken, not "lossy"
 WARN_PPL_RATIO = 1.25
-FORMAT_TOLERANCE = 0.005  # gguf-f16 vs fp16 must agree within 0.5% (same weights)
+FORMAT_TOLERANCE = 0.005  # a variant with fp16's weights (gguf-f16) must agree with it within 0.5%
 # a compiled decode step computes the eager forward's function: its logits within 5% of the mean |logit|
 # (fused kernels only round differently; a wrong cache position or mask lands as far off as other tokens)
 DECODE_CHECK_MAX_REL = 0.05
@@ -24,7 +24,9 @@ class Flag:
 
 
 def check_cells(ppl: dict[tuple[str, str], float], reference: tuple[str, str] | None,
-                failed: dict[tuple[str, str], str], variant_errors: dict[str, str]) -> list[Flag]:
+                failed: dict[tuple[str, str], str], variant_errors: dict[str, str],
+                same_weights: tuple[str, ...] = ()) -> list[Flag]:
+    """`same_weights`: variants that hold the reference's weights (gguf-f16): they must match its PPL."""
     flags: list[Flag] = []
     for v, err in variant_errors.items():
         flags.append(Flag("error", v, None, f"variant could not be built: {err}"))
@@ -40,7 +42,7 @@ def check_cells(ppl: dict[tuple[str, str], float], reference: tuple[str, str] | 
         if (v, r) == reference or not math.isfinite(p):
             continue
         ratio = p / ref
-        if v == "gguf-f16":
+        if v in same_weights:
             if abs(ratio - 1) > FORMAT_TOLERANCE:
                 flags.append(Flag("warning", v, r, f"same weights as fp16 but PPL differs by {100 * (ratio - 1):+.2f}% "
                                                    f"(> {100 * FORMAT_TOLERANCE:.1f}%): runtime or conversion mismatch"))

@@ -1,90 +1,90 @@
-"""`quantcompare` command line: compare (and more to come)."""
+"""`quantcompare` command line: compare, bench, gate, report, cache, list.
+
+compare and bench share one parent parser, made from the option dataclasses (core.settings, and each
+runtime's own, core.registry); `--config FILE` (TOML, or a results.json whose run it repeats) gives any of
+them, and flags given on the command line override the file."""
 from __future__ import annotations
 
 import argparse
 import errno
-import os
-import re
 import sys
 from pathlib import Path
 
-from harness.config import (AWQ_BACKENDS, DEFAULT_VARIANTS, AwqRecipe, EvalSettings, RunConfig, default_threads, is_variant,
-                            variants_help)
-from evaluators.backends import ALL_RUNTIMES, DEFAULT_RUNTIMES
-from harness.errors import UserError
-from evaluators.tasks import SUPPORTED_TASKS, TaskSettings
+from core import registry
+from core.errors import UserError
+from core.options import add_group, sections_from_args
+from core.settings import AwqRecipe, EvalSettings, RunOptions, TaskSettings
+from harness.config import RunConfig, merge, read_config_file, resolve
+
+# bench measures the harness against llama-perplexity on its own protocol: the first windows, exact KLD
+BENCH_PROTOCOL = {"eval": {"window_choice": "first", "kld_top_k": 0}}
+BENCH_RUN_OPTIONS = ("model", "out", "eval_text", "plugins")
 
 
-def _slug(model: str | None) -> str:
-    if not model:
-        return "smollm2-135m-instruct"
-    name = Path(model.rstrip("/")).name if os.path.sep in model or os.path.exists(model) else model
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-").lower() or "model"
+def version_text() -> str:
+    from importlib import metadata
+
+    from harness.environment import git_commit
+
+    try:
+        v = metadata.version("quantcompare")
+    except metadata.PackageNotFoundError:
+        v = "unknown"
+    return f"quantcompare {v} (commit {git_commit()})"
+
+
+def common_parser(compare: bool) -> argparse.ArgumentParser:
+    """The options compare and bench share (one parent), and compare's own when `compare`."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="a run.toml with [run] [eval] [tasks] [awq] [runtime.\"<name>\"] sections, or a results.json "
+                        "whose run to repeat; command-line flags override it")
+    run = p.add_argument_group("run", RunOptions.__doc__)
+    for action in _actions_of(RunOptions, "run"):
+        if compare or action.dest.split(".", 1)[1] in BENCH_RUN_OPTIONS:
+            run._group_actions.append(action)
+            p._add_action(action)
+    if compare:
+        run.add_argument("--note", dest="run.notes", action="append", default=argparse.SUPPRESS,
+                         help="a statement the report must carry (repeatable)")
+    add_group(p, EvalSettings, "eval", "evaluation")
+    ev = next(a for a in p._action_groups if a.title == "evaluation")
+    ev.add_argument("--kld-exact", dest="eval.kld_top_k", action="store_const", const=0, default=argparse.SUPPRESS,
+                    help="keep fp16's whole distribution on disk, so every KLD is exact as llama-perplexity's (disk: "
+                         "scored tokens × vocabulary × 4 bytes, e.g. 2.4 GB for 48 windows of a 49k vocabulary; refused "
+                         "when it will not fit)")
+    if compare:
+        add_group(p, TaskSettings, "tasks", "lm-eval tasks")
+        add_group(p, AwqRecipe, "awq", "AWQ recipe")
+    for name, info in registry.runtimes().items():
+        if info.options is not None and (compare or name == "llama.cpp"):
+            add_group(p, info.options, info.section, f"runtime {name}", prefix=info.prefix)
+    return p
+
+
+def _actions_of(cls, section: str) -> list[argparse.Action]:
+    scratch = argparse.ArgumentParser(add_help=False)
+    add_group(scratch, cls, section, section)
+    return [a for a in scratch._actions if a.dest.startswith(section + ".")]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="quantcompare", description="Quantize one FP16 LLM into GGUF Q4_K_M and AWQ INT4 and measure every variant fairly.")
+    p = argparse.ArgumentParser(prog="quantcompare", description="Quantize one FP16 LLM into GGUF and AWQ variants "
+                                "and measure, fairly, what each loses in quality and gains in size and speed.")
+    p.add_argument("--version", action="version", version=version_text())
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compare", help="quantize, evaluate, write results.json/csv and report.html")
-    c.add_argument("--model", default=None, help="local HF model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
-    c.add_argument("--out", type=Path, default=None, help="run folder (default runs/<model-slug>/)")
-    c.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                   help=f"comma-separated variants (default {','.join(DEFAULT_VARIANTS)}): {variants_help()}")
-    c.add_argument("--windows", type=int, default=EvalSettings.max_windows, help="number of evaluation windows (0 = all)")
-    c.add_argument("--window-choice", choices=("spread", "first"), default=EvalSettings.window_choice,
-                   help="spread: a seeded random sample of the text's windows, in text order; first: the first ones "
-                        "(llama-perplexity --chunks)")
-    c.add_argument("--window-seed", type=int, default=EvalSettings.window_seed, help="seed of the spread window choice")
-    c.add_argument("--n-ctx", type=int, default=512, help="window length in tokens")
-    c.add_argument("--score-from", type=float, default=0.5, help="score tokens from this fraction of each window on")
-    c.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default: physical cores)")
-    c.add_argument("--kld-top-k", type=int, default=256, help="reference top-k kept per position for KL divergence "
-                   "(a lower bound of the KLD; 0: the whole vocabulary, as --kld-exact)")
-    c.add_argument("--kld-exact", action="store_true", help="keep fp16's whole distribution on disk, so every KLD is "
-                   "exact as llama-perplexity's (disk: scored tokens × vocabulary × 4 bytes, e.g. 2.4 GB for 48 "
-                   "windows of a 49k vocabulary; refused when it will not fit)")
-    c.add_argument("--decode-tokens", type=int, default=128)
-    c.add_argument("--prefill-tokens", type=int, default=512)
-    c.add_argument("--speed-repeats", type=int, default=3)
-    c.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
-                   help=f"comma-separated subset of {','.join(ALL_RUNTIMES)} (vllm needs `make setup-vllm`)")
-    c.add_argument("--tasks", default=",".join(TaskSettings.tasks),
-                   help=f"lm-eval tasks, comma-separated, from {','.join(SUPPORTED_TASKS)}; 'none' to skip")
-    c.add_argument("--limit", type=int, default=TaskSettings.limit, help="examples per task (0 = all)")
-    c.add_argument("--num-fewshot", type=int, default=TaskSettings.num_fewshot)
-    c.add_argument("--sparse-top-k", type=int, default=EvalSettings.sparse_top_k,
-                   help="top-k log-probs asked from runtimes without full logits (vLLM), for KLD/top-1")
-    c.add_argument("--vllm-dtype", default=EvalSettings.vllm_dtype, help="vLLM compute dtype; auto: float32 where the checkpoint allows it (exact), bfloat16 for quantized kernels")
-    c.add_argument("--llama-flash-attn", choices=("off", "on"), default=EvalSettings.llama_flash_attn,
-                   help="llama.cpp flash attention (off: exact attention; on: what llama.cpp's tools pick on CPU)")
-    c.add_argument("--gpus", type=int, default=0, help="GPUs to use with --device cuda (0: every visible one); a cell "
-                   "takes the fewest that hold it and is split across them when it needs more than one")
-    c.add_argument("--llama-split-mode", choices=("layer", "row"), default=EvalSettings.llama_split_mode,
-                   help="how llama.cpp splits a model across GPUs (its -sm)")
-    c.add_argument("--serving-batches", default="1,8,32", help="vLLM throughput sweep batch sizes")
-    c.add_argument("--awq-backend", choices=AWQ_BACKENDS, default="autoawq")
-    c.add_argument("--awq-calib-samples", type=int, default=AwqRecipe.calib_samples)
-    c.add_argument("--awq-calib-seq-len", type=int, default=AwqRecipe.calib_seq_len)
-    c.add_argument("--calib", type=Path, default=None, help="calibration text (.txt or .jsonl with a 'text' field)")
-    c.add_argument("--eval-text", type=Path, default=None, help="evaluation text (default: shipped WikiText-2 raw test)")
-    c.add_argument("--force", action="store_true", help="rebuild artifacts and re-run every cell")
-    c.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where runtimes run and AWQ calibrates (cuda: float16, llama.cpp offloads every layer)")
-    c.add_argument("--synthetic-weights", metavar="SHAPE", default=None,
-                   help="performance only: a model of this shape (qwen3-4b, qwen3-32b, llama-70b, tiny-qwen3) with random weights; no quality metrics")
-    c.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder for --synthetic-weights (default: embedded SmolLM2)")
-    c.add_argument("--decode-batches", default="1", help="decode tok/s at these batch sizes (e.g. 1,8)")
-    c.add_argument("--kernel-check-tokens", type=int, default=0,
-                   help="check each quantized runtime's logits on this many tokens against the dequantized weights (0: off)")
-    c.add_argument("--note", action="append", default=[], help="a statement the report must carry (repeatable)")
-    c.add_argument("--build-only", action="store_true", help="build (or reuse) the variants, evaluate nothing")
-    c.add_argument("--trust-remote-code", action="store_true",
-                   help="accept a source that ships its own modelling code (auto_map); transformers' built-in implementation reads it")
-    c.add_argument("--allow-pickle", action="store_true",
-                   help="accept pickle .bin weights (read with torch's weights-only loader, rewritten as safetensors)")
+    c = sub.add_parser("compare", parents=[common_parser(compare=True)],
+                       help="quantize, evaluate, write results.json/csv and report.html")
     c.add_argument("--gate", type=Path, default=None, metavar="POLICY",
                    help="after the run, gate it with this policy ('default' for the shipped one); the exit code is the verdict's")
+    b = sub.add_parser("bench", parents=[common_parser(compare=False)],
+                       help="the harness vs llama-perplexity and llama-bench on the same GGUF files; writes bench.json "
+                            "(bench's protocol: --window-choice first and --kld-exact unless given)")
+    b.add_argument("--tools", type=Path, default=Path(".cache/llama.cpp-build/bin"),
+                   help="folder with llama-perplexity and llama-bench (`make tools`)")
+    b.add_argument("--rounds", type=int, default=3, help="alternating harness/tool speed rounds (medians compared)")
     g = sub.add_parser("gate", help="decide, with paired statistics, whether each variant may ship (exit 0 pass, 1 fail, 3 inconclusive)")
     g.add_argument("results", type=Path, nargs="?", help="results.json of a run")
     g.add_argument("--policy", type=Path, default=None, help="policy TOML (default: the shipped default policy)")
@@ -96,94 +96,71 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, default=None, help="folder for verdict.json/verdict.md (default: beside results.json)")
     g.add_argument("--print-default-policy", action="store_true", help="print the shipped default policy and exit")
     k = sub.add_parser("cache", help="the shared store of artifacts and cell results: ls, prune")
-    k.add_argument("action", choices=("ls", "prune"))
+    k.add_argument("action", choices=("ls", "prune"), help="ls: list entries; prune: remove some")
     k.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="prune: entries unused for this long")
     k.add_argument("--max-size", type=float, default=None, metavar="GB", help="prune: least recently used first, down to this size")
     k.add_argument("--all", action="store_true", help="prune: everything")
     r = sub.add_parser("report", help="re-render report.html from a results.json (e.g. one written on another machine)")
     r.add_argument("results", type=Path, help="results.json")
     r.add_argument("--out", type=Path, default=None, help="report file (default: report.html beside results.json)")
-    b = sub.add_parser("bench", help="the harness vs llama-perplexity and llama-bench on the same GGUF files; writes bench.json")
-    b.add_argument("--model", default=None, help="local HF model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
-    b.add_argument("--out", type=Path, default=Path("runs/bench"))
-    b.add_argument("--tools", type=Path, default=Path(".cache/llama.cpp-build/bin"), help="folder with llama-perplexity and llama-bench (`make tools`)")
-    b.add_argument("--windows", type=int, default=48, help="chunks of --n-ctx tokens (llama-perplexity --chunks)")
-    b.add_argument("--n-ctx", type=int, default=512)
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--kld-top-k", type=int, default=0, help="reference tokens kept per position for KLD; 0 = whole vocabulary (exact, as llama-perplexity)")
-    b.add_argument("--prefill-tokens", type=int, default=512, help="llama-bench -p")
-    b.add_argument("--decode-tokens", type=int, default=128, help="llama-bench -n")
-    b.add_argument("--eval-text", type=Path, default=None)
-    b.add_argument("--rounds", type=int, default=3, help="alternating harness/tool speed rounds (medians compared)")
-    b.add_argument("--llama-flash-attn", choices=("off", "on"), default=EvalSettings.llama_flash_attn,
-                   help="flash attention for the harness and (-fa) for llama.cpp's tools alike")
+    ls = sub.add_parser("list", help="what exists: variants, runtimes or tasks")
+    ls.add_argument("what", choices=("variants", "runtimes", "tasks"), help="which registry to list")
     return p
 
 
-def bench_config(a) -> RunConfig:
-    if a.eval_text is not None and not a.eval_text.is_file():
-        raise UserError(f"file '{a.eval_text}' does not exist")
-    settings = EvalSettings(n_ctx=a.n_ctx, max_windows=a.windows or None, kld_top_k=a.kld_top_k, window_choice="first",
-                            prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens,
-                            threads=a.threads or default_threads(), llama_flash_attn=a.llama_flash_attn)
-    return RunConfig(model=a.model, out=a.out, variants=("gguf-f16", "gguf-q4_k_m"), runtimes=("llama.cpp",),
-                     eval=settings, eval_text=a.eval_text)
+def _prescan(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """--config and --plugins before the parser is built: plugins add runtimes, and so options."""
+    config, plugins = None, []
+    for i, a in enumerate(argv):
+        for name in ("--config", "--plugins"):
+            value = a.split("=", 1)[1] if a.startswith(name + "=") else argv[i + 1] if a == name and i + 1 < len(argv) else None
+            if value is None:
+                continue
+            if name == "--config":
+                config = Path(value)
+            else:
+                plugins += [m.strip() for m in value.split(",") if m.strip()]
+    return config, plugins
 
 
-def config_from_args(a) -> RunConfig:
-    variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
-    bad = [v for v in variants if not is_variant(v)]
-    if bad or not variants:
-        raise UserError(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {variants_help()}")
-    for f in (a.calib, a.eval_text):
-        if f is not None and not f.is_file():
-            raise UserError(f"file '{f}' does not exist")
-    if a.n_ctx < 16 or a.prefill_tokens < 1 or a.decode_tokens < 1 or a.speed_repeats < 1:
-        raise UserError("--n-ctx must be >= 16 and token counts/repeats >= 1")
-    runtimes = tuple(r.strip() for r in a.runtimes.split(",") if r.strip())
-    bad = [r for r in runtimes if r not in ALL_RUNTIMES]
-    if bad or not runtimes:
-        raise UserError(f"unknown runtime(s) {', '.join(bad) or '(none)'}; choose from {', '.join(ALL_RUNTIMES)}")
-    tasks = () if a.tasks.strip().lower() in ("", "none") else tuple(t.strip() for t in a.tasks.split(",") if t.strip())
-    bad = [t for t in tasks if t not in SUPPORTED_TASKS]
-    if bad:
-        raise UserError(f"unknown task(s) {', '.join(bad)}; available offline: {', '.join(SUPPORTED_TASKS)}")
-    try:
-        batches = tuple(int(b) for b in a.serving_batches.split(",") if b.strip())
-        decode_batches = tuple(sorted({1, *(int(b) for b in a.decode_batches.split(",") if b.strip())}))
-    except ValueError:
-        raise UserError("--serving-batches and --decode-batches take comma-separated integers") from None
-    if a.synthetic_weights is not None:
-        from harness.synthetic import SHAPES
+def run_config(args, file_sections: dict, base: dict | None = None) -> RunConfig:
+    """Defaults < `base` (bench's protocol) < the config file < the command line."""
+    return resolve(merge(base or {}, file_sections, sections_from_args(args)))
 
-        if a.synthetic_weights not in SHAPES:
-            raise UserError(f"unknown synthetic shape '{a.synthetic_weights}' (choose from {', '.join(SHAPES)})")
-        if a.model:
-            raise UserError("--synthetic-weights and --model exclude each other")
-        tasks = ()  # no quality metrics on random weights
-    if a.tokenizer is not None and not (a.tokenizer / "tokenizer.json").is_file():
-        raise UserError(f"'{a.tokenizer}' has no tokenizer.json")
-    settings = EvalSettings(
-        n_ctx=a.n_ctx, score_from=a.score_from, max_windows=a.windows or None, kld_top_k=0 if a.kld_exact else a.kld_top_k,
-        prefill_tokens=a.prefill_tokens, decode_tokens=a.decode_tokens, speed_repeats=a.speed_repeats,
-        threads=a.threads or default_threads(), sparse_top_k=a.sparse_top_k, serving_batches=batches,
-        vllm_dtype=a.vllm_dtype, llama_flash_attn=a.llama_flash_attn, device=a.device, decode_batches=decode_batches,
-        kernel_check_tokens=a.kernel_check_tokens, gpus=a.gpus, llama_split_mode=a.llama_split_mode,
-        window_choice=a.window_choice, window_seed=a.window_seed,
-    )
-    if a.gpus and a.device == "cpu":
-        raise UserError("--gpus needs --device cuda")
-    if a.gpus < 0:
-        raise UserError("--gpus must be 0 (every visible GPU) or more")
-    task_settings = TaskSettings(tasks=tasks, limit=a.limit or None, num_fewshot=a.num_fewshot)
-    awq = AwqRecipe(backend=a.awq_backend, calib_samples=a.awq_calib_samples, calib_seq_len=a.awq_calib_seq_len,
-                    device=a.device)
-    slug = f"synthetic-{a.synthetic_weights}" if a.synthetic_weights else _slug(a.model)
-    out = a.out or Path("runs") / slug
-    return RunConfig(model=a.model, out=out, variants=variants, runtimes=runtimes, eval=settings, tasks=task_settings, awq=awq,
-                     calibration=a.calib, eval_text=a.eval_text, force=a.force, synthetic=a.synthetic_weights,
-                     tokenizer_dir=a.tokenizer, notes=tuple(a.note), build_only=a.build_only,
-                     trust_remote_code=a.trust_remote_code, allow_pickle=a.allow_pickle)
+
+def bench_config(args, file_sections: dict) -> RunConfig:
+    from dataclasses import replace
+
+    cfg = run_config(args, file_sections, BENCH_PROTOCOL)
+    return replace(cfg, variants=("gguf-f16", "gguf-q4_k_m"), runtimes=("llama.cpp",),
+                   out=cfg.out if "out" in merge(file_sections, sections_from_args(args)).get("run", {}) else Path("runs/bench"))
+
+
+def list_command(what: str) -> int:
+    if what == "runtimes":
+        for name, info in registry.runtimes().items():
+            env = f"environment .venvs/{info.env}" if info.env else "harness environment"
+            default = " (default)" if info.default else ""
+            print(f"{name}{default}: {info.summary}\n    reads {', '.join(info.formats)}"
+                  + (f"; dequantized reference for {', '.join(info.dequant_formats)}" if info.dequant_formats else "")
+                  + f"; {env}; defined in {info.module}")
+        return 0
+    if what == "variants":
+        for q in registry.quantizers():
+            if q.hidden:
+                continue
+            names = list(q.variants)
+            shown = ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:4])}, … ({len(names)} names)"
+            default = f" (default: {', '.join(q.default)})" if q.default else ""
+            print(f"{q.cls.__name__}{default}: {q.summary}\n    {shown}")
+            if len(names) > 6:
+                print("    all: " + " ".join(names))
+        return 0
+    from evaluators.lm_eval_tasks import LOCAL_TASKS
+
+    for t in LOCAL_TASKS:
+        print(f"{t}{' (default)' if t in TaskSettings().tasks else ''}")
+    return 0
 
 
 def cache_command(a) -> int:
@@ -223,24 +200,40 @@ def render_report(results_file: Path, out: Path | None) -> int:
             verdict = v
     except (OSError, ValueError):
         pass
-    write_report(results, target, verdict=verdict)
+    from harness.gate.policy import default_limits
+
+    write_report(results, target, verdict=verdict, limits=default_limits())
     print(f"wrote {target}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        from harness import plugins
+
+        config_file, extra = _prescan(argv)
+        file_sections = read_config_file(config_file) if config_file is not None else {}
+        plugins.load([*file_sections.get("run", {}).get("plugins", []), *extra])
+    except UserError as e:
+        if debug:
+            raise
+        print(f"quantcompare: error: {e}", file=sys.stderr)
+        return e.exit_code
     args = build_parser().parse_args(argv)
     try:
         if args.command == "compare":
             from harness.console import Console
             from harness.pipeline import run_compare
 
-            code = run_compare(config_from_args(args), Console())
+            cfg = run_config(args, file_sections)
+            code = run_compare(cfg, Console())
             if args.gate is None:
                 return code
             from harness.gate.command import run_gate
 
-            results = (args.out or config_from_args(args).out) / "results.json"
+            results = cfg.out / "results.json"
             if not results.is_file():
                 raise UserError(f"no results to gate ({results} was not written)")
             return run_gate(results, None if str(args.gate) == "default" else args.gate)
@@ -257,11 +250,13 @@ def main(argv: list[str] | None = None) -> int:
             return cache_command(args)
         if args.command == "report":
             return render_report(args.results, args.out)
+        if args.command == "list":
+            return list_command(args.what)
         if args.command == "bench":
             from harness.bench import run_bench
             from harness.console import Console
 
-            return run_bench(bench_config(args), args.tools, Console(), rounds=args.rounds)
+            return run_bench(bench_config(args, file_sections), args.tools, Console(), rounds=args.rounds)
     except UserError as e:
         if args.debug:
             raise

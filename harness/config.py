@@ -1,138 +1,35 @@
-"""Run configuration: one frozen dataclass that every stage reads."""
+"""Run configuration: one frozen dataclass that every stage reads, resolved from (lowest first) the
+defaults, a config file (`--config run.toml`, or a results.json whose run it repeats) and the command line.
+
+A config file has the sections [run], [eval], [tasks], [awq] and [runtime."<name>"], with the options'
+names as keys (`quantcompare compare --help` lists them; the `config` of any results.json is an example)."""
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-from evaluators.tasks import TaskSettings
+from core import registry
+from core.errors import UserError
+from core.options import as_plain, build
+from core.settings import AwqRecipe, EvalSettings, RunOptions, TaskSettings
 
-DEFAULT_VARIANTS = ("fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4")
-AWQ_BACKENDS = ("autoawq", "llmcompressor")
-# llama.cpp quantization types offered as `gguf-<type>` (and `gguf-<type>-imatrix`), largest first;
-# the i-quants exist only with an importance matrix. Names as llama-quantize spells them, lower-cased.
-GGUF_TYPES = ("q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s", "q4_1", "q4_0",
-              "iq4_xs", "iq4_nl", "q3_k_l", "q3_k_m", "q3_k_s", "iq3_m", "iq3_xxs", "q2_k", "q2_k_s", "iq2_m",
-              "iq2_xs", "iq2_xxs")
-IMATRIX_ONLY = tuple(t for t in GGUF_TYPES if t.startswith("iq") or t == "q2_k_s")
-
-
-def parse_gguf_variant(name: str) -> tuple[str, bool] | None:
-    """`gguf-q4_k_m` -> ("q4_k_m", False); `gguf-q2_k-imatrix` -> ("q2_k", True); None if not a GGUF quant."""
-    if not name.startswith("gguf-") or name == "gguf-f16":
-        return None
-    body = name[5:]
-    imatrix = body.endswith("-imatrix")
-    body = body[: -len("-imatrix")] if imatrix else body
-    if body not in GGUF_TYPES or (body in IMATRIX_ONLY and not imatrix):
-        return None
-    return body, imatrix
-
-
-def is_variant(name: str) -> bool:
-    return name in DEFAULT_VARIANTS or parse_gguf_variant(name) is not None
-
-
-def variant_order(name: str) -> tuple[int, int, str]:
-    """Sort key for tables and plots: fp16, gguf-f16, GGUF types from large to small, AWQ, others."""
-    if name == "fp16":
-        return (0, 0, name)
-    if name == "gguf-f16":
-        return (1, 0, name)
-    g = parse_gguf_variant(name)
-    if g is not None:
-        return (2, GGUF_TYPES.index(g[0]), name)
-    return (3 if name.startswith("awq") else 4, 0, name)
-
-
-def variants_help() -> str:
-    return ("fp16, gguf-f16, awq-int4, and gguf-<type> or gguf-<type>-imatrix for a llama.cpp type "
-            f"({', '.join(GGUF_TYPES)}; i-quants and q2_k_s only with -imatrix)")
-
-
-def default_threads() -> int:
-    """Physical cores where known, else logical CPUs (llama-bench's default is physical cores)."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-        if n:
-            return int(n)
-    except Exception:  # psutil missing or unable to tell
-        pass
-    return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """What every cell measures and how; part of each cell's cache key."""
-
-    n_ctx: int = 512
-    # Score tokens from this fraction of the window on (llama-perplexity scores the second half).
-    score_from: float = 0.5
-    max_windows: int | None = 48
-    # which of the text's windows: "spread" (a seeded random sample, in text order) or "first" (as
-    # llama-perplexity --chunks); the seed makes the choice reproducible (evaluators/windows.py)
-    window_choice: str = "spread"
-    window_seed: int = 0
-    kld_top_k: int = 256
-    prefill_tokens: int = 512
-    decode_tokens: int = 128
-    speed_repeats: int = 3
-    threads: int = field(default_factory=default_threads)
-    seed: int = 0
-    # runtimes without full logits (vLLM): top-k log-probs per position, for KLD and top-1
-    sparse_top_k: int = 20
-    # serving runtimes (vLLM): batch sizes, prompt and output tokens of the throughput sweep
-    serving_batches: tuple[int, ...] = (1, 8, 32)
-    serving_input_tokens: int = 128
-    serving_output_tokens: int = 128
-    vllm_dtype: str = "auto"
-    # llama.cpp flash attention: off by default (its CPU path rounds Q to f16: on the default model
-    # that moves Q4_K_M's PPL by +0.7%); llama-perplexity and llama-bench default to auto (= on for CPU)
-    llama_flash_attn: str = "off"
-    # where runtimes run: cpu, or cuda (transformers in float16, llama.cpp offloads every layer)
-    device: str = "cpu"
-    # decode speed at these batch sizes (batch 1 always; more on GPU runs)
-    decode_batches: tuple[int, ...] = (1,)
-    # > 0: every cell also returns its logits for this many tokens, and each quantized runtime is
-    # checked against the dequantized reference of the same weights (evaluators/kernel_check.py)
-    kernel_check_tokens: int = 0
-    # GPU runs: the pool of GPUs (0: every visible one); each cell takes the fewest that hold it
-    # (harness/gpu_plan.py), and llama.cpp splits a model over several by layer or by row
-    gpus: int = 0
-    llama_split_mode: str = "layer"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class AwqRecipe:
-    """The seed's AutoAWQ recipe; group size falls back when layers' widths need it."""
-
-    w_bit: int = 4
-    q_group_size: int = 128
-    zero_point: bool = True
-    version: str = "GEMM"
-    backend: str = "autoawq"
-    calib_samples: int = 64
-    calib_seq_len: int = 256
-    device: str = "cpu"  # where the tool calibrates: cpu (float32) or cuda (float16, the tool's GPU path)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+SECTIONS = {"run": RunOptions, "eval": EvalSettings, "tasks": TaskSettings, "awq": AwqRecipe}
 
 
 @dataclass(frozen=True)
 class RunConfig:
     model: str | None
     out: Path
-    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    variants: tuple[str, ...] = ("fp16", "gguf-f16", "gguf-q4_k_m", "awq-int4")
     runtimes: tuple[str, ...] = ("transformers", "llama.cpp")
     eval: EvalSettings = field(default_factory=EvalSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
     awq: AwqRecipe = field(default_factory=AwqRecipe)
+    runtime_options: dict[str, Any] = field(default_factory=dict)  # runtime name -> its options dataclass
     calibration: Path | None = None
     eval_text: Path | None = None
     force: bool = False
@@ -142,3 +39,135 @@ class RunConfig:
     build_only: bool = False  # build the variants and stop
     trust_remote_code: bool = False  # accept a source with auto_map (its code is still not run)
     allow_pickle: bool = False  # read pickle .bin weights with torch's weights-only loader
+    plugins: tuple[str, ...] = ()  # modules imported for more runtimes or quantizers
+
+    def options(self, runtime: str):
+        """A runtime's options (its defaults when the run set none)."""
+        if runtime in self.runtime_options:
+            return self.runtime_options[runtime]
+        return registry.runtime(runtime).make_options()
+
+    def as_sections(self) -> dict:
+        """The resolved configuration, as a config file would state it (results.json keeps it)."""
+        run = RunOptions(model=self.model, out=self.out, variants=self.variants, runtimes=self.runtimes,
+                         calib=self.calibration, eval_text=self.eval_text, force=self.force,
+                         synthetic_weights=self.synthetic, tokenizer=self.tokenizer_dir, notes=self.notes,
+                         build_only=self.build_only, trust_remote_code=self.trust_remote_code,
+                         allow_pickle=self.allow_pickle, plugins=self.plugins)
+        out = {"run": as_plain(run), "eval": as_plain(self.eval), "tasks": as_plain(self.tasks), "awq": as_plain(self.awq)}
+        out["runtime"] = {r: as_plain(self.options(r)) for r in self.runtimes if registry.runtime(r).options}
+        return {k: {n: v for n, v in sec.items() if v is not None} if k != "runtime" else sec for k, sec in out.items()}
+
+
+def slug(model: str | None) -> str:
+    """The default run folder's name for a model."""
+    if not model:
+        return "smollm2-135m-instruct"
+    name = Path(model.rstrip("/")).name if os.path.sep in model or os.path.exists(model) else model
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-").lower() or "model"
+
+
+def read_config_file(path: Path) -> dict[str, dict]:
+    """{section: {key: value}} of a TOML config, or the recorded configuration of a results.json."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read config '{path}': {e.strerror or e}") from None
+    if path.suffix == ".json":
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise UserError(f"'{path}' is not JSON: {e}") from None
+        if not isinstance(doc, dict) or "config" not in doc:
+            raise UserError(f"'{path}' holds no run configuration (results.json records one from schema 3 on)")
+        data = doc["config"]
+    else:
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"'{path}' is not valid TOML: {e}") from None
+    return flatten_sections(data, str(path))
+
+
+def flatten_sections(data: dict, where: str) -> dict[str, dict]:
+    """[runtime."llama.cpp"] tables become the section "runtime.llama.cpp"; unknown sections are an error."""
+    out: dict[str, dict] = {}
+    for name, sec in data.items():
+        if not isinstance(sec, dict):
+            raise UserError(f"{where}: '{name}' must be a section ([{name}]), not a value")
+        if name == "runtime":
+            for rt, opts in sec.items():
+                registry.runtime(rt)
+                out[f"runtime.{rt}"] = dict(opts)
+        elif name in SECTIONS:
+            out[name] = dict(sec)
+        else:
+            raise UserError(f"{where}: unknown section [{name}]; sections are {', '.join(SECTIONS)} and runtime.<name>")
+    return out
+
+
+def merge(*layers: dict[str, dict]) -> dict[str, dict]:
+    """Later layers override earlier ones, key by key."""
+    out: dict[str, dict] = {}
+    for layer in layers:
+        for sec, values in layer.items():
+            out.setdefault(sec, {}).update(values)
+    return out
+
+
+def _check_names(kind: str, given: tuple[str, ...], known: list[str], hint: str) -> None:
+    bad = [x for x in given if x not in known]
+    if bad or not given:
+        raise UserError(f"unknown {kind}(s) {', '.join(bad) or '(none)'}; choose from {hint}")
+
+
+def resolve(sections: dict[str, dict]) -> RunConfig:
+    """The run configuration from merged sections; one clear error for any value that cannot be used."""
+    run = build(RunOptions, sections.get("run", {}), "run")
+    ev = build(EvalSettings, sections.get("eval", {}), "eval")
+    tasks = build(TaskSettings, sections.get("tasks", {}), "tasks")
+    awq = replace(build(AwqRecipe, sections.get("awq", {}), "awq"), device=ev.device)
+    variants = run.variants or registry.default_variants()
+    _check_names("variant", variants, registry.all_variants(), "`quantcompare list variants`")
+    runtimes = run.runtimes or registry.default_runtimes()
+    _check_names("runtime", runtimes, list(registry.runtimes()), ", ".join(registry.runtimes()))
+    from evaluators.lm_eval_tasks import LOCAL_TASKS as SUPPORTED_TASKS
+
+    bad = [t for t in tasks.tasks if t not in SUPPORTED_TASKS]
+    if bad:
+        raise UserError(f"unknown task(s) {', '.join(bad)}; available offline: {', '.join(SUPPORTED_TASKS)}")
+    for f in (run.calib, run.eval_text):
+        if f is not None and not f.is_file():
+            raise UserError(f"file '{f}' does not exist")
+    if ev.n_ctx < 16 or ev.prefill_tokens < 1 or ev.decode_tokens < 1 or ev.speed_repeats < 1:
+        raise UserError("--n-ctx must be >= 16 and token counts/repeats >= 1")
+    if ev.threads < 1:
+        raise UserError("--threads must be 1 or more")
+    if ev.gpus and ev.device == "cpu":
+        raise UserError("--gpus needs --device cuda")
+    if ev.gpus < 0:
+        raise UserError("--gpus must be 0 (every visible GPU) or more")
+    if run.synthetic_weights is not None:
+        from harness.synthetic import SHAPES
+
+        if run.synthetic_weights not in SHAPES:
+            raise UserError(f"unknown synthetic shape '{run.synthetic_weights}' (choose from {', '.join(SHAPES)})")
+        if run.model:
+            raise UserError("--synthetic-weights and --model exclude each other")
+        tasks = replace(tasks, tasks=())  # no quality metrics on random weights
+    if run.tokenizer is not None and not (run.tokenizer / "tokenizer.json").is_file():
+        raise UserError(f"'{run.tokenizer}' has no tokenizer.json")
+    options = {r: registry.runtime(r).make_options(sections.get(f"runtime.{r}", {}))
+               for r in registry.runtimes() if registry.runtime(r).options is not None}
+    out = run.out or Path("runs") / (f"synthetic-{run.synthetic_weights}" if run.synthetic_weights else slug(run.model))
+    return RunConfig(model=run.model, out=out, variants=tuple(variants), runtimes=tuple(runtimes), eval=ev, tasks=tasks,
+                     awq=awq, runtime_options=options, calibration=run.calib, eval_text=run.eval_text, force=run.force,
+                     synthetic=run.synthetic_weights, tokenizer_dir=run.tokenizer, notes=run.notes,
+                     build_only=run.build_only, trust_remote_code=run.trust_remote_code, allow_pickle=run.allow_pickle,
+                     plugins=run.plugins)
+
+
+def section_fields(section: str) -> list[str]:
+    return [f.name for f in fields(SECTIONS[section])]

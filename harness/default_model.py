@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from harness.errors import UserError
+from core.errors import UserError
 
 FOLDER = "smollm2-135m-instruct-fp16"
 

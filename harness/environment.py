@@ -6,7 +6,7 @@ import platform
 import subprocess
 from importlib import metadata
 
-from harness.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 
 MAIN_PACKAGES = ("torch", "transformers", "llama_cpp_python", "numpy", "pandas", "matplotlib", "safetensors",
                  "tokenizers", "gguf", "compressed-tensors", "accelerate", "lm-eval", "datasets")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluators.windows import Windows, article_starts, build_windows, window_clusters
-from harness.errors import UserError
+from core.errors import UserError
 
 SANITY_PROMPT = "The capital of France is"
 WINDOWS_FORMAT = 2  # part of the windows' cache key: 2 added positions and clusters

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import UserError
-from harness.schema import SCHEMA_VERSION
+from core.errors import UserError
+from harness.schema import READABLE_SCHEMAS, SCHEMA_VERSION
 
 
 @dataclass
@@ -41,8 +41,8 @@ def load_results(path: Path, what: str = "results") -> dict:
         raise UserError(f"cannot read {what} '{path}': {e}") from None
     if not isinstance(doc, dict) or doc.get("tool") != "quantcompare" or "cells" not in doc or "rows" not in doc:
         raise UserError(f"'{path}' is not a quantcompare results.json")
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"'{path}' has results schema {doc.get('schema_version')!r}; this gate reads {SCHEMA_VERSION}")
+    if doc.get("schema_version") not in READABLE_SCHEMAS:
+        raise UserError(f"'{path}' has results schema {doc.get('schema_version')!r}; this gate reads {READABLE_SCHEMAS}")
     return doc
 
 

@@ -10,6 +10,8 @@ fewest GPUs that hold it, one when it fits. A cell is split across its GPUs as f
 - llama.cpp: its own split mode (`--llama-split-mode layer|row`) over the same GPUs;
 - transformers-compiled (static cache + CUDA graphs) runs on one GPU only.
 
+Each runtime declares its placement and split (evaluators/backends: Runtime.placement, Runtime.gpu_layout).
+
 A model that no GPU count of the pool can hold is a clear error before anything is built."""
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import os
 import subprocess
 from dataclasses import asdict, dataclass
 
-from harness.errors import UserError
+from core.errors import UserError
 
 HEADROOM = 0.90  # of each GPU's memory usable for weights + KV cache (CUDA context, workspaces, fragmentation)
 ACTIVATION_FRACTION = 0.05  # activations and logits over the weights, a rough allowance
@@ -88,12 +90,15 @@ def gpus_for(need: int, pool: list[int]) -> int | None:
     return None
 
 
-def cell_gpus(runtime: str, shape: Shape, bytes_per_param: float, ctx: int, batch: int, pool: list[int],
-              split_mode: str = "layer", fmt: str = "hf-safetensors") -> CellGpus:
-    """The GPUs and layout of one cell; UserError when the pool cannot hold it."""
+def cell_gpus(info, shape: Shape, bytes_per_param: float, ctx: int, batch: int, pool: list[int], options=None,
+              fmt: str = "hf-safetensors") -> CellGpus:
+    """The GPUs and layout of one cell of runtime `info` (core.registry.RuntimeInfo), placed as the runtime
+    declares (Runtime.placement, Runtime.gpu_layout); UserError when the pool cannot hold it."""
+    runtime = info.name
     need = need_bytes(shape, bytes_per_param, ctx, batch)
     n = gpus_for(need, pool)
-    if n is not None and not (fmt == "hf-awq-gemm" and runtime != "transformers") and runtime != "transformers-compiled":
+    placement = info.cls.placement(fmt)
+    if n is not None and placement == "pool":
         n = len(pool)  # the whole pool, as asked (--gpus)
     if n is None:
         total = sum(pool) * HEADROOM / 1e9
@@ -103,18 +108,10 @@ def cell_gpus(runtime: str, shape: Shape, bytes_per_param: float, ctx: int, batc
                         f"leave {runtime} out of --runtimes")
     if n == 1:
         return CellGpus(1, "single", need)
-    if runtime == "transformers-compiled":
-        raise UserError(f"the compiled decode runs on one GPU, and this model needs {n} ({need / 1e9:.1f} GB): "
-                        "leave transformers-compiled out for it")
-    if runtime == "llama.cpp":
-        return CellGpus(n, f"llama.cpp split by {split_mode}", need)
-    if runtime in ("transformers", "autoawq"):
-        # tensor parallelism shards the checkpoint's own tensors: float checkpoints only (the dequantized
-        # references of AWQ and GGUF are split by layer)
-        tp = (runtime == "transformers" and fmt == "hf-safetensors" and shape.tp_plan
-              and shape.kv_heads % n == 0 and shape.heads % n == 0)
-        return CellGpus(n, "tensor-parallel" if tp else "layers", need)
-    return CellGpus(n, "layers", need)
+    if placement == "single":
+        raise UserError(f"the {runtime} runtime runs on one GPU, and this model needs {n} ({need / 1e9:.1f} GB): "
+                        f"leave {runtime} out for it")
+    return CellGpus(n, info.cls.gpu_layout(n, fmt, shape, options), need)
 
 
 def bytes_per_param(fmt: str, bits_per_weight: float | None) -> float:

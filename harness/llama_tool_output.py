@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from harness.errors import UserError
+from core.errors import UserError
 
 
 def _float(pattern: str, text: str, what: str) -> float:

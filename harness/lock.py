@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.errors import UserError
+from core.errors import UserError
 
 LOCK_NAME = ".quantcompare.lock"
 

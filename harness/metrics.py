@@ -18,7 +18,7 @@ from evaluators.stats import (Bootstrap, Estimate, Sample, bootstrap_ci, bootstr
                               wpercentiles)
 from harness.evidence import CellEvidence, usable_reference
 
-REFERENCE = ("fp16", "transformers")  # what every variant is compared with
+from core.names import REFERENCE  # noqa: E402  (what every variant is compared with)
 BOOTSTRAP = Bootstrap()  # the report's and the default policy's (seed 0, 4000 resamples, 95%)
 
 

@@ -8,16 +8,15 @@ import socket
 import time
 from pathlib import Path
 
-from evaluators.backends import runtimes_for
 from harness import store
-from harness.cell_options import GpuContext, add_device_options, needs_dequant_reference
-from harness.cells import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
+from harness.cell_plan import CellPlanner, GpuContext, needs_dequant_reference, runtimes_for
+from harness.cell_launcher import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
 from harness.config import RunConfig
-from harness.errors import UserError
+from core.errors import UserError
 from harness.host import environment_fingerprint, measured_here, this_host
 from harness.evaluation_text import check_calibration, prepare_windows
 from harness.lock import RunLock
-from harness.paths import CALIBRATION_TEXT, WIKITEXT_TEST
+from core.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.metrics import REFERENCE
 from harness.results_doc import assemble
 from harness.schema import write_csv, write_json_atomic
@@ -59,64 +58,24 @@ def check_reference_disk(ref_dir: Path, prepared, source, cfg: RunConfig) -> Non
                         "(quantcompare cache prune), use fewer --windows, or drop --kld-exact")
 
 
-def task_spec(spec: dict, task_req) -> dict:
-    """The lm-eval task cell of a (variant, runtime) pair: its quality cell's model settings, and on a GPU
-    run the same device and GPU split (a CPU run's task cells keep their keys)."""
-    tspec = {k: spec[k] for k in ("variant", "runtime", "format", "artifact", "n_ctx", "threads", "seed")}
-    tspec.update({k: spec[k] for k in ("vllm_dtype", "tokenizer_dir", "flash_attn") if k in spec})
-    if spec.get("device", "cpu") != "cpu":
-        tspec.update({k: spec[k] for k in ("device", "parallel", "llama_split_mode") if k in spec})
-    tspec.update({"kind": "tasks", "task_requests": str(task_req.path), "task_requests_sha256": task_req.sha256})
-    return tspec
-
-
 def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
     then one lm-eval task cell per pair when tasks are asked for."""
     code = evaluator_code_hash()
-    ref_dir = reference_dir(outcomes, prepared, cfg, code)
-    gpus = GpuContext.of(cfg, source)
+    planner = CellPlanner(cfg, prepared, work, source, reference_dir(outcomes, prepared, cfg, code), GpuContext.of(cfg, source))
     jobs = []
     for v, o in outcomes.items():
         if o.manifest is None:
             continue
         for r in runtimes_for(o.manifest.format, cfg.runtimes, dequant=needs_dequant_reference(v, cfg)):
-            s = cfg.eval
-            spec = {
-                "variant": v, "runtime": r, "format": o.manifest.format,
-                "artifact": str(o.folder / o.manifest.artifact), "windows": str(prepared.path),
-                "windows_sha256": prepared.info["windows_sha256"], "n_ctx": s.n_ctx, "threads": s.threads,
-                "kld_top_k": s.kld_top_k, "prefill_tokens": s.prefill_tokens, "decode_tokens": s.decode_tokens,
-                "speed_repeats": s.speed_repeats, "sanity_prompt_ids": prepared.sanity_prompt_ids,
-                "sanity_new_tokens": 8, "tokenizer_probe": prepared.probe, "reference_dir": str(ref_dir),
-                "write_reference": (v, r) == REFERENCE, "seed": s.seed,
-            }
-            if r == "llama.cpp":
-                spec["flash_attn"] = s.llama_flash_attn
-                if s.device != "cpu":
-                    spec["llama_split_mode"] = s.llama_split_mode
-            add_device_options(spec, o.manifest.format, prepared, cfg, work)
-            if gpus.pool:
-                spec["parallel"] = gpus.cell(r, o.manifest, cfg)
-            if r == "transformers" and o.manifest.format == "gguf" and source is not None:
-                # transformers' GGUF loader guesses the architecture's shape (head_dim, ...); the source's
-                # config states it. Only the architecture is read from it, every weight comes from the GGUF.
-                spec["hf_config_dir"] = str(source.path)
-            if r == "vllm":
-                spec.update({
-                    "sparse_top_k": s.sparse_top_k, "vllm_dtype": s.vllm_dtype, "serving_batches": list(s.serving_batches),
-                    "serving_input_tokens": s.serving_input_tokens, "serving_output_tokens": s.serving_output_tokens,
-                    "tokenizer_dir": str(source.path) if source else None,
-                })
-            if (v, r) != REFERENCE and REFERENCE[0] not in outcomes:
-                spec["reference_dir"] = None
+            spec = planner.quality(v, o, r, has_reference=REFERENCE[0] in outcomes)
             jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
             if task_req is not None:
-                tspec = task_spec(spec, task_req)
+                tspec = planner.tasks(spec, task_req)
                 jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
     # the fp16 reference first; dequantized references (only read by the kernel checks) last
     jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,
-                             j.spec.get("role") == "dequantized-reference"))
+                             j.spec.role == "dequantized-reference"))
     return jobs
 
 
@@ -124,9 +83,9 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
     outcomes = []
     ref_ok = True
     for job in jobs:
-        if job.spec.get("reference_dir") and not job.spec.get("write_reference") and not ref_ok:
-            job.spec["reference_dir"] = None  # no reference: PPL and speed only
-        what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec['n_ctx']}-token windows"
+        if job.spec.reference_dir and not job.spec.write_reference and not ref_ok:
+            job.spec = job.spec.with_(reference_dir=None)  # no reference: PPL and speed only
+        what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec.n_ctx}-token windows"
         stage = "[tasks]" if job.kind == "tasks" else "[eval]"
         t0 = time.time()
         cached = None if cfg.force else load_cached(cells_dir, job)
@@ -146,7 +105,7 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
             console.line(f"{stage} {job.variant} × {job.runtime}: not supported here: {o.unsupported}")
         else:
             console.alarm(f"{stage} {job.variant} × {job.runtime} FAILED: {o.error}")
-        if job.spec.get("write_reference") and not o.ok:
+        if job.spec.write_reference and not o.ok:
             ref_ok = False
         outcomes.append(o)
     return outcomes
@@ -154,7 +113,7 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
 
 def score_task_cells(task_cells: list[CellOutcome], task_req, work: Path) -> dict[tuple[str, str], dict]:
     """lm-eval metrics for every task cell that finished."""
-    from evaluators.tasks import score_tasks
+    from evaluators.lm_eval_tasks import score_tasks
 
     scores = {}
     for c in task_cells:
@@ -187,7 +146,7 @@ def run_compare(cfg: RunConfig, console) -> int:
     t_start = time.time()
     clock = StageClock()
     clock.stages += installs()
-    from harness.cells import cell_python
+    from harness.cell_launcher import cell_python
 
     for r in cfg.runtimes:
         cell_python(r, console.line)  # a runtime's own environment must exist (or be made) before anything is built
@@ -234,7 +193,7 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         return 0 if len(built) == len(variant_outcomes) else 1
     task_req = None
     if cfg.tasks.tasks:
-        from evaluators.tasks import build_requests
+        from evaluators.lm_eval_tasks import build_requests
 
         console.line(f"[tasks] lm-eval {', '.join(cfg.tasks.tasks)}: {cfg.tasks.num_fewshot}-shot, "
                      f"limit {cfg.tasks.limit or 'none'}; preparing requests")
@@ -242,9 +201,9 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
             task_req = build_requests(cfg.tasks, source.path, store.area("tasks"))
         console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
     jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req)
-    ref_job = next((j for j in jobs if j.spec.get("write_reference")), None)
+    ref_job = next((j for j in jobs if j.spec.write_reference), None)
     if ref_job is not None:
-        check_reference_disk(Path(ref_job.spec["reference_dir"]), prepared, source, cfg)
+        check_reference_disk(Path(ref_job.spec.reference_dir), prepared, source, cfg)
     all_cells = evaluate(jobs, out / "cells", cfg, console)
     for c in all_cells:
         what = "lm-eval" if c.kind == "tasks" else "evaluate"
@@ -271,7 +230,9 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     write_csv(out / "results.csv", results["rows"])
     if write_report:
         # rendered once: its own time goes to results.json and the terminal, not into the page itself
-        write_report(results, out / "report.html")
+        from harness.gate.policy import default_limits
+
+        write_report(results, out / "report.html", limits=default_limits())
         clock.add("report (report.html)", "report", time.time() - t_report)
         results["stages"] = clock.as_list()
         results["run"]["wall_s"] = round(time.time() - t_start, 1)

@@ -10,10 +10,11 @@ from evaluators.kernel_check import kernel_checks
 from evaluators.stats import effective_sample_size
 from harness import metrics
 from harness.evidence import collect
-from harness.metrics import REFERENCE
+from core import registry
+from core.names import REFERENCE
 from harness import environment
 from harness.host import measured_here
-from harness.cells import CellOutcome
+from harness.cell_launcher import CellOutcome
 from harness.checks import Flag, check_cells, decode_check_flags, nonfinite_flags
 from harness.evaluation_text import decode
 from harness.schema import SCHEMA_VERSION, Row
@@ -180,9 +181,11 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                           "seconds": c.result.get("tasks_seconds") if c.ok else None})
     failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
-    flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors)
+    same = registry.same_weights_variants()
+    flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors, same)
     flags += nonfinite_flags([c for c in cells if c.ok])
-    checks = kernel_checks(cell_docs, {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}, cfg.out / "work")
+    built = {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}
+    checks = kernel_checks(cell_docs, built, cfg.out / "work", {v: registry.kernel_tolerance(v) for v in built})
     flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
     flags += decode_check_flags(cell_docs)
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
@@ -223,6 +226,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
             "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
         },
+        "config": cfg.as_sections(),  # `quantcompare compare --config results.json` repeats the run
+        "variant_order": sorted(cfg.variants, key=registry.variant_order),
+        "same_weights_variants": [v for v in same if v in cfg.variants],
         "source": source.as_dict(),
         "environment": {**environment.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
         "windows": prepared.info,

@@ -7,7 +7,9 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: quality rows from harness/metrics (bootstrap by article), ppl_increase_pct
+SCHEMA_VERSION = 3  # 3: the resolved config, variant_order, same_weights_variants;
+READABLE_SCHEMAS = (2, 3)  # what the gate and the report read (3 only adds)
+# 2: quality rows from harness/metrics (bootstrap by article), ppl_increase_pct
 
 METRICS = {
     "ppl": "",
@@ -108,8 +110,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
 def validate(results: dict) -> list[str]:
     """Problems with a results document (empty list when it is valid)."""
     problems = []
-    if results.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"schema_version is {results.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    if results.get("schema_version") not in READABLE_SCHEMAS:
+        problems.append(f"schema_version is {results.get('schema_version')!r}, expected one of {READABLE_SCHEMAS}")
     for key in ("rows", "environment", "manifests", "source", "windows", "cells", "flags"):
         if key not in results:
             problems.append(f"missing key {key!r}")

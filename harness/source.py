@@ -8,8 +8,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import UserError
-from harness.paths import cache_dir
+from core.errors import UserError
+from core.paths import cache_dir
 from harness.source_checks import check_config, check_finite, check_shapes, convert_pickle, read_headers
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")

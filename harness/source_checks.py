@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import UserError
+from core.errors import UserError
 
 
 def check_config(cfg: dict, path: Path, trust_remote_code: bool) -> list[str]:

@@ -6,7 +6,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from harness.paths import REPO_ROOT, VENVS_DIR
+from core.paths import REPO_ROOT, VENVS_DIR
 
 # stamp files `make` writes after each install, holding the seconds it took
 INSTALL_STAMPS = {

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.paths import cache_dir
+from core.paths import cache_dir
 
 KINDS = ("artifacts", "cells", "references", "tasks", "machine")
 

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from harness.errors import UserError
+from core.errors import UserError
 
 # Qwen3-4B's published config (hidden 2560, 36 layers, 32 heads / 8 KV heads, head_dim 128,
 # intermediate 9728, vocab 151936, tied embeddings); "tiny-qwen3" is the same architecture for tests.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness import store
 from harness.host import this_host
-from harness.errors import UserError
+from core.errors import UserError
 from harness.lock import _alive
 from quantizers.base import BuildContext, Manifest, QuantizerError
 from quantizers.registry import make_quantizers

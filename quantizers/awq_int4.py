@@ -11,8 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.errors import ToolMissing
+from core.errors import ToolMissing
 from quantizers.awq_groups import choose_group_size
+from core.registry import register_quantizer
 from quantizers.base import BuildContext, Manifest, Quantizer, QuantizerError, file_sha256, folder_size, run_tool
 
 HERE = Path(__file__).resolve().parent
@@ -27,7 +28,7 @@ _versions_cache: dict[str, dict[str, str]] = {}
 
 
 def backend_python(backend: str) -> Path:
-    from harness.envs import env_python
+    from core.tool_envs import env_python
 
     return env_python(backend)
 
@@ -45,11 +46,14 @@ def backend_versions(backend: str) -> dict[str, str]:
     return _versions_cache[backend]
 
 
+@register_quantizer(variants=("awq-int4",), default=("awq-int4",), env="autoawq", order=3,
+                    make=lambda variant, recipe: AwqQuantizer(recipe),
+                    summary="AWQ INT4 (w4, group 128, zero point, GEMM) by AutoAWQ or llm-compressor")
 class AwqQuantizer(Quantizer):
     variant = "awq-int4"
     device_dependent = True  # AutoAWQ's scale and clip search is not bit-identical across CPUs
 
-    def __init__(self, recipe) -> None:  # recipe: harness.config.AwqRecipe
+    def __init__(self, recipe) -> None:  # recipe: core.settings.AwqRecipe
         self._recipe = recipe
 
     @property

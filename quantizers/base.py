@@ -160,7 +160,7 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
         full_env.update(env)
-    from harness.paths import die_with_parent
+    from core.paths import die_with_parent
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
                             preexec_fn=die_with_parent)
@@ -190,7 +190,7 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
         full = " ".join(lines[-40:])
         short_write = re.search(r"\d+ requested and \d+ written", full)  # numpy's tofile on a full disk
         if short_write or any(m in full for m in ("No space left on device", "File too large", "Disk quota exceeded")):
-            from harness.errors import UserError
+            from core.errors import UserError
 
             raise UserError(f"{what} ran out of disk space while writing its output; free some disk "
                             "(`quantcompare cache prune`) and run again: finished work is kept and reused")

@@ -6,6 +6,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from core.registry import register_quantizer
 from quantizers.base import BuildContext, Manifest, Quantizer, folder_size, link_or_copy
 
 SIDE_FILES = (
@@ -14,6 +15,8 @@ SIDE_FILES = (
 )
 
 
+@register_quantizer(variants=("fp16",), default=("fp16",), same_weights=("fp16",), order=0,
+                    summary="the source's weights as float16 safetensors (the reference)")
 class Fp16Quantizer(Quantizer):
     variant = "fp16"
 

@@ -7,12 +7,31 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from harness.errors import ToolMissing
-from harness.paths import LLAMA_CPP_SRC
+from core.errors import ToolMissing
+from core.paths import LLAMA_CPP_SRC
+from core.registry import register_quantizer
 from quantizers.base import BuildContext, Manifest, Quantizer, file_sha256, folder_size, run_tool
 from quantizers.llama_tools import IMATRIX_VARIANT, llama_tool
 
 _converter_sha: str | None = None
+
+# llama.cpp quantization types offered as `gguf-<type>` (and `gguf-<type>-imatrix`), largest first;
+# the i-quants exist only with an importance matrix. Names as llama-quantize spells them, lower-cased.
+GGUF_TYPES = ("q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s", "q4_1", "q4_0",
+              "iq4_xs", "iq4_nl", "q3_k_l", "q3_k_m", "q3_k_s", "iq3_m", "iq3_xxs", "q2_k", "q2_k_s", "iq2_m",
+              "iq2_xs", "iq2_xxs")
+IMATRIX_ONLY = tuple(t for t in GGUF_TYPES if t.startswith("iq") or t == "q2_k_s")
+GGUF_VARIANTS = tuple(f"gguf-{t}{suffix}" for t in GGUF_TYPES for suffix in ("", "-imatrix")
+                      if not (t in IMATRIX_ONLY and not suffix))
+
+
+def parse_gguf_variant(name: str) -> tuple[str, bool] | None:
+    """`gguf-q4_k_m` -> ("q4_k_m", False); `gguf-q2_k-imatrix` -> ("q2_k", True); None if not a GGUF quant."""
+    if name not in GGUF_VARIANTS:
+        return None
+    body = name[5:]
+    imatrix = body.endswith("-imatrix")
+    return (body[: -len("-imatrix")] if imatrix else body), imatrix
 
 
 def converter_path() -> Path:
@@ -29,6 +48,8 @@ def llama_cpp_python_version() -> str:
         raise ToolMissing("llama-cpp-python is not installed; run `make setup`") from None
 
 
+@register_quantizer(variants=("gguf-f16",), default=("gguf-f16",), same_weights=("gguf-f16",), order=1,
+                    summary="the same weights in GGUF F16, by llama.cpp's converter (the format's own effect)")
 class GgufF16Quantizer(Quantizer):
     """Format-only reference: the same weights as fp16, written by llama.cpp's converter."""
 
@@ -62,6 +83,9 @@ class GgufF16Quantizer(Quantizer):
         )
 
 
+@register_quantizer(variants=GGUF_VARIANTS, default=("gguf-q4_k_m",), order=2,
+                    make=lambda variant, recipe: GgufTypeQuantizer(*parse_gguf_variant(variant)),
+                    summary="llama-quantize to gguf-<type> (-imatrix: with llama-imatrix on the calibration text)")
 class GgufTypeQuantizer(Quantizer):
     """Any llama.cpp quantization type from the F16 GGUF: llama_model_quantize (what llama-quantize
     calls) without an importance matrix; with one, llama-quantize --imatrix from the same source."""

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from core.registry import register_quantizer
 from quantizers.base import BuildContext, Manifest, Quantizer, file_sha256, run_tool
 from quantizers.gguf import llama_cpp_python_version
 from quantizers.llama_tools import IMATRIX_VARIANT, llama_tool
@@ -21,6 +22,8 @@ def calibration_text(calib_file: Path) -> str:
     return "\n\n".join(texts) + "\n"
 
 
+@register_quantizer(variants=(IMATRIX_VARIANT,), hidden=True, order=90,
+                    make=lambda variant, recipe: ImatrixBuilder(chunks=recipe.calib_samples, n_ctx=recipe.calib_seq_len))
 class ImatrixBuilder(Quantizer):
     """llama-imatrix over `chunks` chunks of `n_ctx` tokens (AWQ's 64 × 256 by default)."""
 

@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from harness.errors import ToolMissing
-from harness.paths import REPO_ROOT
+from core.errors import ToolMissing
+from core.paths import REPO_ROOT
 
 TOOLS_BIN = Path(os.environ.get("QC_LLAMA_TOOLS", REPO_ROOT / ".cache" / "llama.cpp-build" / "bin"))
 IMATRIX_VARIANT = "gguf-imatrix"  # an artifact that only other variants read (never evaluated)

@@ -1,28 +1,16 @@
-"""Which adapter makes which variant."""
+"""Which adapter makes which variant, and in which order the variants must be built."""
 from __future__ import annotations
 
-from harness.config import parse_gguf_variant
-from quantizers.awq_int4 import AwqQuantizer
+from core import registry
+from core.errors import UserError
 from quantizers.base import Quantizer
-from quantizers.fp16 import Fp16Quantizer
-from quantizers.gguf import GgufF16Quantizer, GgufTypeQuantizer
-from quantizers.gguf_imatrix import ImatrixBuilder
-from quantizers.llama_tools import IMATRIX_VARIANT
 
 
 def make_quantizer(variant: str, awq_recipe) -> Quantizer:
-    if variant == "fp16":
-        return Fp16Quantizer()
-    if variant == "gguf-f16":
-        return GgufF16Quantizer()
-    if variant == IMATRIX_VARIANT:
-        return ImatrixBuilder(chunks=awq_recipe.calib_samples, n_ctx=awq_recipe.calib_seq_len)
-    if variant == "awq-int4":
-        return AwqQuantizer(awq_recipe)
-    g = parse_gguf_variant(variant)
-    if g is None:
-        raise ValueError(f"no quantizer makes {variant!r}")
-    return GgufTypeQuantizer(*g)
+    info = registry.quantizer_for(variant)
+    if info is None:
+        raise UserError(f"no quantizer makes {variant!r}; `quantcompare list variants` shows what exists")
+    return info.make(variant, awq_recipe)
 
 
 def make_quantizers(variants: tuple[str, ...], awq_recipe) -> list[Quantizer]:

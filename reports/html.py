@@ -6,7 +6,6 @@ import html
 import json
 from pathlib import Path
 
-from evaluators.kernel_check import MAX_ERR_RATIO, MAX_REL_MEAN_ERR, MIN_TOP1
 from reports import plots
 from reports.tables import (accuracy_frame, decode_detail_frame, kernel_check_frame, kld_detail_frame, serving_frame,
                             summary_frame)
@@ -61,17 +60,12 @@ def _bw(results: dict) -> str:
     return f"{bw['gb_s']:.1f} GB/s, {html.escape(bw['method'])}{threads}"
 
 
-def _plot_limits(verdict: dict | None) -> dict:
+def _plot_limits(verdict: dict | None, default_limits: dict | None) -> dict:
     """The limits drawn in the quality plot: the gate's policy for "*" when a verdict exists, else the
-    shipped default policy's."""
+    limits the caller gives (the shipped default policy's)."""
     if verdict:
         return (verdict.get("policy", {}).get("variants") or {}).get("*", {})
-    try:
-        from harness.gate.policy import load_policy
-
-        return load_policy(None).limits_for("*")[0]
-    except Exception:  # the report must render even where the policy cannot be read
-        return {}
+    return default_limits or {}
 
 
 def _verdict_section(v: dict) -> str:
@@ -159,17 +153,19 @@ def render(results: dict, verdict: dict | None = None) -> str:
                      "every transformers and llama.cpp KLD exact.</div>")
     kc = kernel_check_frame(results)
     if kc is not None:
+        tol = results["kernel_checks"][0].get("tolerance") or {"max_rel_mean_err": 0.05, "max_err_ratio": 1 / 3, "min_top1": 0.9}
         parts.append("<h2>Kernel checks (quantized runtime vs dequantized weights, same device)</h2>" + _table(kc))
         parts.append("<p class='note'>Before its speed is reported, each quantized runtime's logits on the same tokens are "
                      "compared with transformers running the exactly dequantized weights of the same file (AWQ: unpacked "
                      "qweight/qzeros/scales; GGUF: gguf-py's dequantization) on the same device and dtype. Differences come from "
                      "the kernels' own arithmetic (e.g. llama.cpp quantizes activations to 8 bits for its integer matmuls); "
                      "a wrong kernel shows as an error of the order of the logits themselves. A check passes when the error is "
-                     f"under {100 * MAX_REL_MEAN_ERR:.0f}% of the mean |logit|, or under {MAX_ERR_RATIO:.2f} of the "
+                     f"under {100 * tol['max_rel_mean_err']:.0f}% of the mean |logit|, or under {tol['max_err_ratio']:.2f} of the "
                      "quantization's own effect (the dequantized reference against fp16's logits): rounding grows with "
                      "depth, reading the wrong weights lands as far as other weights do. Top-1 agreement is also given "
                      "over positions where the reference's leader is clear by more than one logit, and must be at least "
-                     f"{100 * MIN_TOP1:.0f}% there.</p>")
+                     f"{100 * tol['min_top1']:.0f}% there (the limits of the first variant's quantizer; each check's own are in "
+                     "results.json).</p>")
     parts.append(
         f"<p class='note'>Speed prompts are slices of {html.escape(win['text_file'])}; TTFT is the time to the first token "
         "after a 512-token prompt at batch 1; decode at batch b runs b different 128-token prompts together and counts the "
@@ -199,7 +195,7 @@ def render(results: dict, verdict: dict | None = None) -> str:
                      "(as <code>vllm bench throughput</code>); TTFT is from submission to each request's first token, ITL the "
                      "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
     if not synthetic:
-        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size, "quality vs size", results, _plot_limits(verdict))
+        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size, "quality vs size", results, _plot_limits(verdict, limits))
                      + "<p class='note'>Paired against fp16 × transformers on the same windows (ΔPPL: per-window NLL "
                      "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
                      "spread of perplexity across windows. Dashed: the release policy's limit for every variant "
@@ -258,7 +254,7 @@ def render(results: dict, verdict: dict | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_report(results: dict, path: Path, verdict: dict | None = None) -> None:
+def write_report(results: dict, path: Path, verdict: dict | None = None, limits: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(render(results, verdict), encoding="utf-8")

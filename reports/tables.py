@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 
-from harness.config import variant_order
+from core.names import variant_key
 
 
 def _ci(v, lo, hi, fmt: str) -> str:
@@ -43,7 +43,8 @@ def summary_frame(results: dict) -> pd.DataFrame:
     rows = pd.DataFrame(results["rows"])
     status = {(c["variant"], c["runtime"]): c["status"] for c in results["cells"]}
     out = []
-    keys = sorted(status, key=lambda k: (variant_order(k[0]), k[1]))
+    order = variant_key(results)
+    keys = sorted(status, key=lambda k: (order(k[0]), k[1]))
     for v, rt in keys:
         sub = rows[(rows.variant == v) & (rows.runtime == rt)] if len(rows) else rows
 
@@ -175,7 +176,8 @@ def accuracy_frame(results: dict) -> pd.DataFrame | None:
         return None
     by = {(r["variant"], r["runtime"], r["metric"]): r for r in rows}
     out = []
-    for (v, rt, metric), r in sorted(by.items(), key=lambda kv: (kv[0][2], variant_order(kv[0][0]), kv[0][1])):
+    order = variant_key(results)
+    for (v, rt, metric), r in sorted(by.items(), key=lambda kv: (kv[0][2], order(kv[0][0]), kv[0][1])):
         if metric.endswith("_delta_vs_fp16"):
             continue
         task, name = metric.split(":", 1)
@@ -207,7 +209,8 @@ def kld_detail_frame(results: dict) -> pd.DataFrame | None:
     95% interval (harness/metrics.py)."""
     by = {(r["variant"], r["runtime"], r["metric"]): r for r in results["rows"]}
     out = []
-    for c in sorted(results["cells"], key=lambda c: (variant_order(c["variant"]), c["runtime"])):
+    order = variant_key(results)
+    for c in sorted(results["cells"], key=lambda c: (order(c["variant"]), c["runtime"])):
         if (c["variant"], c["runtime"], "kld_mean") not in by:
             continue
         rec = {"variant": c["variant"], "runtime": c["runtime"], "status": c["status"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.paths import CALIBRATION_TEXT, REPO_ROOT, WIKITEXT_TEST, venv_python
+from core.paths import CALIBRATION_TEXT, REPO_ROOT, WIKITEXT_TEST, venv_python
 from tests.tiny_models import make_tiny_model
 
 WORKER = REPO_ROOT / "quantizers" / "awq_autoawq_worker.py"

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from harness.paths import REPO_ROOT, venv_python
+from core.paths import REPO_ROOT, venv_python
 
 SCRIPT = """
 import sys, torch

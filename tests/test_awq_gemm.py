@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from evaluators.backends.awq_gemm import dequantize_gemm
-from harness.paths import venv_python
+from core.paths import venv_python
 
 SCRIPT = """
 import sys, torch

@@ -2,7 +2,7 @@
 import pytest
 
 from harness.llama_tool_output import parse_kld, parse_llama_bench, parse_perplexity
-from harness.errors import UserError
+from core.errors import UserError
 
 PPL_OUT = """[1]50253.6534,[2]46887.1243,[3]48185.0918,[4]47733.5377,
 0.00.437.595 I perplexity: tokenizing the input ..

@@ -1,8 +1,8 @@
 from dataclasses import replace
 from pathlib import Path
 
-from harness.cells import cell_key
-from harness.config import AwqRecipe
+from harness.cell_launcher import cell_key
+from core.settings import AwqRecipe
 from quantizers.base import BuildContext, Manifest
 from quantizers.fp16 import Fp16Quantizer
 from quantizers.gguf import GgufTypeQuantizer
@@ -38,11 +38,20 @@ def test_quantizer_key_depends_on_source_recipe_tools_and_upstream(monkeypatch):
 
 
 def test_cell_key_ignores_paths_but_not_settings():
-    spec = {"variant": "fp16", "runtime": "transformers", "n_ctx": 512, "artifact": "/a", "windows": "/w", "reference_dir": "/r"}
+    from dataclasses import fields
+
+    from core.cellspec import CellSpec
+
+    spec = CellSpec(variant="fp16", runtime="transformers", n_ctx=512, artifact="/a", windows="/w", reference_dir="/r")
     k = cell_key(spec, "art", "code")
-    assert cell_key({**spec, "artifact": "/elsewhere", "windows": "/w2"}, "art", "code") == k
-    assert cell_key({**spec, "n_ctx": 256}, "art", "code") != k
+    assert cell_key(spec.with_(artifact="/elsewhere", windows="/w2", reference_dir="/r2"), "art", "code") == k
+    assert cell_key(spec.with_(n_ctx=256), "art", "code") != k
+    assert cell_key(spec.with_(options={"flash_attn": "on"}), "art", "code") != k
     assert cell_key(spec, "art2", "code") != k
+    # every field says whether it is keyed, and the paths are not
+    unkeyed = {f.name for f in fields(CellSpec) if not f.metadata["key"]}
+    assert {"artifact", "windows", "reference_dir", "task_requests", "tokenizer_dir", "hf_config_dir"} <= unkeyed
+    assert {"variant", "runtime", "n_ctx", "kld_top_k", "options", "windows_sha256", "device"} <= set(spec.cache_fields())
     assert cell_key(spec, "art", "code2") != k
 
 
@@ -51,7 +60,9 @@ def test_awq_recipe_changes_key():
 
 
 def test_gguf_variant_names_and_build_order():
-    from harness.config import is_variant, parse_gguf_variant
+    import quantizers  # noqa: F401  (registers the variants)
+    from core.registry import is_variant
+    from quantizers.gguf import parse_gguf_variant
 
     assert parse_gguf_variant("gguf-q2_k-imatrix") == ("q2_k", True)
     assert parse_gguf_variant("gguf-q8_0") == ("q8_0", False)

@@ -111,7 +111,9 @@ def test_compiled_decode_matches_eager(tiny_qwen3):
     from evaluators.backends.transformers_backend import TransformersRuntime
 
     prompt = list(range(200, 248))
-    rt = make_runtime("transformers-compiled", {"device": "cpu", "prefill_tokens": 48, "decode_tokens": 12})
+    from core.cellspec import CellSpec
+
+    rt = make_runtime(CellSpec(runtime="transformers-compiled", device="cpu", prefill_tokens=48, decode_tokens=12))
     rt.load(tiny_qwen3, "hf-safetensors", 2, 128)
     g = rt.generate(prompt, 12)
     eager = TransformersRuntime()

@@ -25,7 +25,10 @@ def test_legacy_config_spells_rope_for_transformers_4():
 
 
 def test_kernel_check_accepts_rounding_and_rejects_a_wrong_kernel():
-    from evaluators.kernel_check import MAX_REL_MEAN_ERR, compare_logits
+    from core.registry import KernelTolerance
+    from evaluators.kernel_check import compare_logits
+
+    MAX_REL_MEAN_ERR = KernelTolerance().max_rel_mean_err
 
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(64, 500)) * 3

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.cellspec import CellSpec
 from harness import host
-from harness.cells import cell_key
+from harness.cell_launcher import cell_key
 from quantizers.base import BuildContext
 from quantizers.gguf import GgufTypeQuantizer
 
@@ -26,8 +27,8 @@ def _as(monkeypatch, ident: dict | None):
     host.this_host.cache_clear()
 
 
-SPEC = {"variant": "gguf-q4_k_m", "runtime": "llama.cpp", "n_ctx": 512, "artifact": "/a", "windows": "/w"}
-TASK = {**SPEC, "kind": "tasks"}
+SPEC = CellSpec(variant="gguf-q4_k_m", runtime="llama.cpp", n_ctx=512, artifact="/a", windows="/w")
+TASK = SPEC.with_(kind="tasks")
 
 
 def test_quality_keys_follow_the_device_class_speed_keys_the_host(monkeypatch):
@@ -35,7 +36,7 @@ def test_quality_keys_follow_the_device_class_speed_keys_the_host(monkeypatch):
     for name, ident in (("a", AVX2), ("b", AVX512), ("c", TWIN), ("d", OTHER_CPU)):
         _as(monkeypatch, ident)
         keys[name] = (cell_key(SPEC, "art", "code"), cell_key(TASK, "art", "code"),
-                      cell_key({**SPEC, "speed": False}, "art", "code"))
+                      cell_key(SPEC.with_(speed=False), "art", "code"))
     _as(monkeypatch, None)
     assert keys["a"][0] != keys["b"][0] and keys["a"][1] != keys["b"][1]  # AVX2 vs AVX-512: all differ
     assert keys["a"] == keys["c"]  # a twin machine shares everything
@@ -48,7 +49,7 @@ def test_cell_key_follows_the_runtime_environment(monkeypatch):
     k = cell_key(SPEC, "art", "code")
     real = host.environment_fingerprint
 
-    monkeypatch.setattr("harness.cells.environment_fingerprint", lambda py: {**real(py), "sha256": "another torch"})
+    monkeypatch.setattr("harness.cell_launcher.environment_fingerprint", lambda py: {**real(py), "sha256": "another torch"})
     assert cell_key(SPEC, "art", "code") != k
     _as(monkeypatch, None)
 
@@ -63,7 +64,7 @@ def test_device_dependent_artifacts_are_keyed_by_device_class(monkeypatch):
     monkeypatch.setattr(g, "tool_versions", lambda: {"llama_cpp_python": "x"})
     assert g.cache_key(ctx) == g.cache_key(other)  # llama-quantize writes the same bytes anywhere
     from quantizers.awq_int4 import AwqQuantizer
-    from harness.config import AwqRecipe
+    from core.settings import AwqRecipe
 
     a = AwqQuantizer(AwqRecipe())
     monkeypatch.setattr(a, "tool_versions", lambda: {"autoawq": "0.2.9"})

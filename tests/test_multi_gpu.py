@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.gpu_plan import Shape, cell_gpus, gpus_for, need_bytes, shape_of
+from core.errors import UserError
+from harness.gpu_plan import Shape, gpus_for, need_bytes, shape_of
+from harness.gpu_plan import cell_gpus as gpu_plan_cell_gpus
 from harness.synthetic import SHAPES
 
 H200 = 143771 << 20
@@ -19,6 +20,15 @@ def test_shapes_count_their_published_parameters():
     assert round(shape_of(SHAPES["qwen3-32b"]).n_params / 1e9, 1) == 32.8
     assert round(shape_of(SHAPES["llama-70b"]).n_params / 1e9, 1) == 70.6
     assert shape_of(SHAPES["llama-70b"]).tp_plan
+
+
+def cell_gpus(runtime, shape, bpp, ctx, batch, pool, split_mode="layer", fmt="hf-safetensors"):
+    """harness.gpu_plan.cell_gpus for a registered runtime, with llama.cpp's split mode as its option."""
+    from core import registry
+
+    info = registry.runtime(runtime)
+    opts = info.make_options({"split_mode": split_mode}) if runtime == "llama.cpp" else info.make_options()
+    return gpu_plan_cell_gpus(info, shape, bpp, ctx, batch, pool, opts, fmt)
 
 
 def test_each_cell_gets_its_gpus_and_layout():
@@ -54,12 +64,15 @@ def test_llama_cpp_split_settings(monkeypatch):
     llama_cpp = pytest.importorskip("llama_cpp")
     from evaluators.backends import make_runtime
 
-    rt = make_runtime("llama.cpp", {"device": "cuda", "parallel": {"gpus": 4}, "llama_split_mode": "row"})
+    from core.cellspec import CellSpec
+
+    spec = CellSpec(runtime="llama.cpp", device="cuda")
+    rt = make_runtime(spec.with_(parallel={"gpus": 4}, options={"split_mode": "row"}))
     kw = rt.split_kwargs()
     assert kw == {"split_mode": llama_cpp.LLAMA_SPLIT_MODE_ROW, "main_gpu": 0, "tensor_split": [1.0] * 4}
-    assert make_runtime("llama.cpp", {"device": "cuda"}).split_kwargs() == {}
-    with pytest.raises(ValueError):
-        make_runtime("llama.cpp", {"device": "cuda", "llama_split_mode": "diagonal"})
+    assert make_runtime(spec).split_kwargs() == {}
+    with pytest.raises(UserError, match="split_mode"):
+        make_runtime(spec.with_(options={"split_mode": "diagonal"}))
 
 
 def test_gpus_option_needs_a_gpu_device(tmp_path):
@@ -95,17 +108,19 @@ def test_tensor_parallel_cell_scores_as_one_process(tiny_qwen3, tmp_path):
     """The same cell run as two torchrun processes (transformers' tp_plan, gloo) and as one: the same
     per-window NLL, the same greedy tokens; the result written once, by rank 0, with its layout."""
     from evaluators.windows import Windows
-    from harness.cells import CellJob, run_cell
+    from harness.cell_launcher import CellJob, run_cell
 
     rng = np.random.default_rng(0)
     win = Windows(rng.integers(3, 49000, size=(3, 64)).astype(np.int32), first=32, bos_id=None)
     win.save(tmp_path / "w.npz")
-    base = {"variant": "fp16", "runtime": "transformers", "format": "hf-safetensors", "artifact": str(tiny_qwen3),
-            "windows": str(tmp_path / "w.npz"), "n_ctx": 64, "threads": 1, "kld_top_k": 16, "prefill_tokens": 32,
-            "decode_tokens": 4, "speed_repeats": 1, "sanity_prompt_ids": [1, 200, 300, 400], "sanity_new_tokens": 6,
-            "reference_dir": None, "write_reference": False, "seed": 0}
+    from core.cellspec import CellSpec
+
+    base = CellSpec(variant="fp16", runtime="transformers", format="hf-safetensors", artifact=str(tiny_qwen3),
+                    windows=str(tmp_path / "w.npz"), n_ctx=64, threads=1, kld_top_k=16, prefill_tokens=32,
+                    decode_tokens=4, speed_repeats=1, sanity_prompt_ids=[1, 200, 300, 400], sanity_new_tokens=6,
+                    reference_dir=None, write_reference=False, seed=0)
     one = run_cell(CellJob("fp16", "transformers", base, "k1"), tmp_path / "one", _Console(), 600, 1)
-    tp_spec = dict(base, parallel={"gpus": 2, "layout": "tensor-parallel"})
+    tp_spec = base.with_(parallel={"gpus": 2, "layout": "tensor-parallel"})
     two = run_cell(CellJob("fp16", "transformers", tp_spec, "k2"), tmp_path / "two", _Console(), 600, 1)
     assert one.ok and two.ok, (one.error, two.error)
     assert np.allclose(one.result["window_nll"], two.result["window_nll"], atol=1e-5)
@@ -118,12 +133,13 @@ def test_task_cells_run_where_their_quality_cells_run():
     """On a GPU run the lm-eval cell takes the quality cell's device and split; a CPU run's keys are unchanged."""
     from types import SimpleNamespace
 
-    from harness.pipeline import task_spec
+    from core.cellspec import CellSpec
+    from harness.cell_plan import CellPlanner
 
     req = SimpleNamespace(path="req.jsonl", sha256="abc")
-    base = {"variant": "fp16", "runtime": "transformers", "format": "hf-safetensors", "artifact": "m", "n_ctx": 512,
-            "threads": 4, "seed": 0}
-    cpu = task_spec(dict(base, device="cpu"), req)
-    assert "device" not in cpu and cpu["kind"] == "tasks"
-    gpu = task_spec(dict(base, device="cuda", parallel={"gpus": 2, "layout": "tensor-parallel"}), req)
-    assert gpu["device"] == "cuda" and gpu["parallel"]["gpus"] == 2
+    base = CellSpec(variant="fp16", runtime="transformers", format="hf-safetensors", artifact="m", n_ctx=512,
+                    threads=4, seed=0, windows_sha256="w", prefill_tokens=64)
+    cpu = CellPlanner.tasks(base, req)
+    assert cpu.device == "cpu" and cpu.kind == "tasks" and cpu.windows_sha256 == "" and cpu.prefill_tokens == 512
+    gpu = CellPlanner.tasks(base.with_(device="cuda", parallel={"gpus": 2, "layout": "tensor-parallel"}), req)
+    assert gpu.device == "cuda" and gpu.parallel["gpus"] == 2

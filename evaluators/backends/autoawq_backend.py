@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.registry import register_runtime
 from evaluators.backends.base import Unsupported
 from evaluators.backends.torch_common import TorchDecodeMixin, package_versions
 
 
+@register_runtime("autoawq", order=4, formats=("hf-awq-gemm",), env="autoawq",
+                  summary="AutoAWQ's own INT4 kernels (GPU only), in the AutoAWQ environment")
 class AutoAwqRuntime(TorchDecodeMixin):
-    name = "autoawq"
+    @classmethod
+    def from_spec(cls, spec, options) -> "AutoAwqRuntime":
+        return cls(device=spec.device if spec.device != "cpu" else "cpu")
+
+    @classmethod
+    def placement(cls, fmt: str) -> str:
+        return "fewest"  # an INT4 checkpoint takes the fewest GPUs that hold it
 
     def __init__(self, device: str = "cuda") -> None:
         self.notes: list[str] = []

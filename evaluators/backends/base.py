@@ -22,15 +22,45 @@ class Generation:
     n_decode: int
 
 
+@dataclass(frozen=True)
+class ServingPlan:
+    """A serving runtime's throughput sweep: batch sizes, prompt and output tokens per request."""
+
+    batches: tuple[int, ...]
+    input_tokens: int
+    output_tokens: int
+
+
 class Runtime(ABC):
     """One inference engine. A runtime reads an artifact format; it never knows who wrote it.
 
     Runtimes with `full_logits` implement `logits`; others (vLLM) implement `prompt_logprobs`,
-    which returns the log-probability of each actual token and the runtime's own top-k."""
+    which returns the log-probability of each actual token and the runtime's own top-k.
+    A runtime registers itself (core.registry.register_runtime) and is built from its cell's spec by
+    `from_spec`; the optional features below answer None where a runtime has none."""
 
     name: str
     notes: list[str]
     full_logits: bool = True
+    sparse_k: int = 20  # runtimes without full logits: top-k log-probs asked per position (KLD, top-1)
+    serving: ServingPlan | None = None  # serving runtimes: the throughput sweep to run
+    # computes every format with its weights dequantized to float16 (the kernel checks' reference)
+    computes_dequantized: bool = False
+
+    @classmethod
+    def from_spec(cls, spec, options) -> "Runtime":
+        """The runtime a cell's spec (core.cellspec.CellSpec) asks for, with its options dataclass (or None)."""
+        return cls()
+
+    @classmethod
+    def placement(cls, fmt: str) -> str:
+        """On a GPU pool: "pool" (every GPU given), "fewest" (the fewest that hold it) or "single"."""
+        return "pool"
+
+    @classmethod
+    def gpu_layout(cls, n_gpus: int, fmt: str, shape, options) -> str:
+        """How a cell of this runtime is split over n_gpus > 1 (a label results.json keeps)."""
+        return "layers"
 
     @abstractmethod
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
@@ -78,6 +108,14 @@ class Runtime(ABC):
 
     def compute_dtype(self) -> str:
         return "unknown"
+
+    def check_decode(self, prompt: list[int], n_tokens: int) -> dict | None:
+        """A compiled decode step against the eager forward on the same tokens (None: no compiled step)."""
+        return None
+
+    def compile_seconds(self) -> float | None:
+        """Seconds spent compiling (None: nothing compiled)."""
+        return None
 
     def close(self) -> None:
         pass

@@ -9,14 +9,35 @@ Python. Reads
 Scoring (logits) runs the same modules without the cache, so kernel checks read the same kernels."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from core.options import opt
+from core.registry import register_runtime
 from evaluators.backends.base import Generation
 from evaluators.backends.torch_common import TorchDecodeMixin, package_versions
 
 
+@dataclass(frozen=True)
+class CompiledOptions:
+    """transformers-compiled runtime (static KV cache, compiled decode step)"""
+
+    mode: str | None = opt(None, "torch.compile mode of the decode step (default: reduce-overhead on a GPU, "
+                                 "default on a CPU)", choices=(None, "default", "reduce-overhead", "max-autotune"))
+
+
+@register_runtime("transformers-compiled", order=2, formats=("hf-safetensors", "hf-awq-gemm"), options=CompiledOptions,
+                  prefix="compiled-", summary="static KV cache + torch.compile'd decode; AWQ through torch's INT4 kernel")
 class CompiledRuntime(TorchDecodeMixin):
-    name = "transformers-compiled"
+    @classmethod
+    def from_spec(cls, spec, options: CompiledOptions) -> "CompiledRuntime":
+        # batch 1's cache fits the timed run (prompt + new tokens), so every batch-1 run shares one graph
+        n = spec.prefill_tokens + spec.decode_tokens + 1
+        return cls(device=spec.device, batch1_len=n if n > 1 else 0, mode=options.mode)
+
+    @classmethod
+    def placement(cls, fmt: str) -> str:
+        return "single"  # a static cache and CUDA graphs on one GPU
 
     def __init__(self, device: str = "cpu", batch1_len: int = 0, mode: str | None = None) -> None:
         self.notes: list[str] = []

@@ -5,17 +5,42 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from core.options import opt
+from core.registry import register_runtime
 from evaluators.backends.base import Generation, Runtime
 from evaluators.kld import RowLogprobs, SparseLogprobs, TopK
 
 
+@dataclass(frozen=True)
+class LlamaCppOptions:
+    """llama.cpp runtime (llama-cpp-python)"""
+
+    # off by default: its CPU path rounds Q to f16 (on the default model that moves Q4_K_M's PPL by +0.7%);
+    # llama-perplexity and llama-bench default to auto (= on for CPU)
+    flash_attn: str = opt("off", "flash attention (off: exact attention; on: what llama.cpp's tools pick on CPU)",
+                          choices=("off", "on"))
+    split_mode: str = opt("layer", "how a model is split across GPUs (llama.cpp's -sm)", choices=("layer", "row"))
+
+
+# ggml's threads sleep between graph runs under PASSIVE (decode a quarter slower), and libllama must load
+# before numpy (evaluators/cell_process.py says why)
+@register_runtime("llama.cpp", order=1, formats=("gguf",), options=LlamaCppOptions, prefix="llama-", default=True,
+                  passive_omp=False, preload="llama_cpp", summary="llama.cpp through llama-cpp-python (GGUF)")
 class LlamaCppRuntime(Runtime):
-    name = "llama.cpp"
+    @classmethod
+    def from_spec(cls, spec, options: LlamaCppOptions) -> "LlamaCppRuntime":
+        return cls(flash_attn=options.flash_attn, device=spec.device, gpus=int((spec.parallel or {}).get("gpus", 1)),
+                   split_mode=options.split_mode)
+
+    @classmethod
+    def gpu_layout(cls, n_gpus: int, fmt: str, shape, options: LlamaCppOptions) -> str:
+        return f"llama.cpp split by {options.split_mode}"
 
     def __init__(self, flash_attn: str = "off", device: str = "cpu", gpus: int = 1, split_mode: str = "layer") -> None:
         if flash_attn not in ("on", "off"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+from core.registry import register_runtime
 from evaluators.backends.torch_common import TorchDecodeMixin
 
 
@@ -40,8 +41,22 @@ def _max_memory(torch, n: int) -> dict:
     return {i: int(torch.cuda.mem_get_info(i)[0] * 0.9) for i in range(n)}
 
 
+@register_runtime("transformers", order=0, formats=("hf-safetensors", "hf-awq-gemm", "hf-compressed-tensors"),
+                  dequant_formats=("gguf",), default=True,
+                  summary="PyTorch eager; the fp16 reference, and quantized formats dequantized exactly")
 class TransformersRuntime(TorchDecodeMixin):
-    name = "transformers"
+    computes_dequantized = True
+
+    @classmethod
+    def from_spec(cls, spec, options) -> "TransformersRuntime":
+        return cls(device=spec.device, hf_config_dir=spec.hf_config_dir, parallel=spec.parallel)
+
+    @classmethod
+    def gpu_layout(cls, n_gpus: int, fmt: str, shape, options) -> str:
+        # tensor parallelism shards the checkpoint's own tensors: float checkpoints only (the dequantized
+        # references of AWQ and GGUF are split by layer)
+        tp = (fmt == "hf-safetensors" and shape.tp_plan and shape.kv_heads % n_gpus == 0 and shape.heads % n_gpus == 0)
+        return "tensor-parallel" if tp else "layers"
 
     def __init__(self, device: str = "cpu", hf_config_dir: str | None = None, parallel: dict | None = None) -> None:
         self.notes: list[str] = []

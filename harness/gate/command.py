@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from evaluators.stats import Bootstrap
-from harness.errors import UserError
+from core.errors import UserError
 from harness.gate import verdict as verdict_mod
 from harness.evidence import load_results
 from harness.gate.policy import DEFAULT_POLICY, load_policy

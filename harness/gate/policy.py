@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import is_variant
-from harness.errors import UserError
+from core.registry import is_variant
+from core.errors import UserError
 
 try:  # Python 3.11+
     import tomllib
@@ -108,7 +108,7 @@ def _check_limits(where: str, table: dict, known: dict, tasks: tuple[str, ...]) 
 
 
 def parse_policy(text: str, source: str) -> Policy:
-    from evaluators.tasks import SUPPORTED_TASKS
+    from evaluators.lm_eval_tasks import LOCAL_TASKS as SUPPORTED_TASKS
 
     try:
         doc = tomllib.loads(text)
@@ -152,3 +152,11 @@ def load_policy(path: Path | None) -> Policy:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read policy '{target}': {e}") from None
     return parse_policy(text, "default" if path is None else str(path))
+
+
+def default_limits() -> dict:
+    """The shipped default policy's limits for every variant ("*"): what the report draws without a verdict."""
+    try:
+        return load_policy(None).limits_for("*")[0]
+    except Exception:  # the report must render even where the policy cannot be read
+        return {}

@@ -4,11 +4,11 @@ uses: a bootstrap over the units both sides share (windows resampled by article,
 from __future__ import annotations
 
 from harness import metrics as M
-from harness.config import variant_order
+from core.names import REFERENCE_VARIANT, variant_key
 from harness.evidence import CellEvidence, clusters, collect, reference
 from harness.gate.decision import Decision, decide
 from harness.gate.policy import BASELINE_LIMITS, LIMITS, PER_TASK, Policy
-from harness.errors import UserError
+from core.errors import UserError
 from harness.metrics import NotMeasured
 from evaluators.stats import Bootstrap
 
@@ -34,6 +34,9 @@ class Gate:
         self.clusters = clusters(results)
         self.resampled_by = (results.get("windows") or {}).get("cluster_kind") or "window"
         self.variant_errors = results.get("variant_errors") or {}
+        self.variant_key = variant_key(results)
+        # variants with the reference's weights (speed-ups are taken against one of them on the same runtime)
+        self.same_weights = tuple(results.get("same_weights_variants") or (REFERENCE_VARIANT, "gguf-f16"))
         self.base = collect(baseline) if baseline is not None else None
         self.base_ref_key = reference(baseline) if baseline is not None else None
         self.base_clusters = clusters(baseline) if baseline is not None else None
@@ -61,7 +64,7 @@ class Gate:
                         None if isinstance(limit, dict) else float(limit), None, None, None, "fail", reason, "—", against)
 
     def _speedup(self, cells: dict, cell: CellEvidence) -> tuple[tuple[float, float, float], str]:
-        for ref_variant in ("fp16", "gguf-f16"):
+        for ref_variant in (REFERENCE_VARIANT, *[v for v in self.same_weights if v != REFERENCE_VARIANT]):
             ref = cells.get((ref_variant, cell.runtime))
             if ref is not None and ref.decode and ref is not cell:
                 break
@@ -168,7 +171,7 @@ class Gate:
             if v not in measured:
                 out.append(self._fail(v, None, "measured", "the variant was measured", "min", 1,
                                       "the policy names this variant; the run did not measure it"))
-        for v, err in sorted(self.variant_errors.items(), key=lambda kv: variant_order(kv[0])):
+        for v, err in sorted(self.variant_errors.items(), key=lambda kv: self.variant_key(kv[0])):
             own, base = self.policy.limits_for(v)
             if own or base:
                 out.append(self._fail(v, None, "built", "the variant was built", "min", 1, f"not built: {err}"))
@@ -176,7 +179,7 @@ class Gate:
         for key, cell in self.cells.items():
             if key != self.ref_key:
                 by_variant.setdefault(cell.variant, []).append(cell)
-        for v in sorted(by_variant, key=variant_order):
+        for v in sorted(by_variant, key=self.variant_key):
             own, base = self.policy.limits_for(v)
             if not own and not base:
                 continue

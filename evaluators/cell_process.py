@@ -1,6 +1,8 @@
 """One (variant, runtime) evaluation cell, run in its own subprocess:
 
-    python -m evaluators.cell SPEC.json RESULT.json
+    python -m evaluators.cell_process SPEC.json RESULT.json
+
+SPEC.json is a core.cellspec.CellSpec, written by harness/cell_plan.py.
 
 A crash or out-of-memory here is a failed cell for the harness, never a failed run.
 Measures: perplexity per window, KL divergence / top-1 agreement against the reference's top-k
@@ -15,27 +17,28 @@ import time
 from pathlib import Path
 
 
-def _load_llama_cpp_before_numpy(argv: list[str]) -> None:
-    """A llama.cpp cell loads libllama before numpy. Seen on the H100 host (numpy 2.5.2's wheel, whose
-    bundled libgfortran/libquadmath load first, and llama.cpp built there with CUDA): loading a model
-    crashed with SIGSEGV in the tokenizer's setup when numpy had been imported first, and ran when
-    llama_cpp had."""
+def _preload_before_numpy(argv: list[str]) -> None:
+    """Import the module the runtime asks to load before numpy (CellSpec.preload). llama.cpp asks for it: on the
+    H100 host (numpy 2.5.2's wheel, whose bundled libgfortran/libquadmath load first, and llama.cpp built
+    there with CUDA) loading a model crashed with SIGSEGV in the tokenizer's setup when numpy had been
+    imported first, and ran when llama_cpp had."""
     try:
-        runtime = json.loads(Path(argv[1]).read_text()).get("runtime")
+        module = json.loads(Path(argv[1]).read_text()).get("preload")
     except (IndexError, OSError, ValueError):
         return
-    if runtime == "llama.cpp":
+    if module:
         try:
-            import llama_cpp  # noqa: F401
+            __import__(module)
         except Exception:  # reported where the runtime loads, as a failed cell
             pass
 
 
 if __name__ == "__main__":
-    _load_llama_cpp_before_numpy(sys.argv)
+    _preload_before_numpy(sys.argv)
 
 import numpy as np  # noqa: E402
 
+from core.cellspec import CellSpec
 from evaluators.backends import make_runtime
 from evaluators.backends.base import Unsupported
 from evaluators.gpu_memory import GpuMemorySampler
@@ -43,10 +46,13 @@ from evaluators.contention import CpuWatch
 from evaluators.decode_profile import profile_decode
 from evaluators.speed import measure_serving, measure_speed
 from evaluators.progress import progress
-from evaluators.task_scoring import score_task_requests
+from evaluators.task_loglikelihood import score_task_requests
 from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, summarize, top1_agree,
                             top1_agree_sparse)
 from evaluators.windows import Windows
+
+DECODE_CHECK_TOKENS = 16  # tokens a compiled decode step is checked on against the eager forward
+PROFILE_STEPS = 16  # decode steps profiled on GPU runs
 
 
 def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
@@ -68,15 +74,15 @@ def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
             yield w, None, SparseLogprobs(sp.target_logp[sl], sp.ids[sl], sp.logp[sl])
 
 
-def score_windows(rt, win: Windows, spec: dict) -> dict:
+def score_windows(rt, win: Windows, spec: CellSpec) -> dict:
     """Perplexity (+ KLD or the reference top-k) over every window, streamed a few at a time."""
-    ref_dir = Path(spec["reference_dir"]) if spec.get("reference_dir") else None
-    write_ref = bool(spec.get("write_reference"))
+    ref_dir = Path(spec.reference_dir) if spec.reference_dir else None
+    write_ref = spec.write_reference
     if write_ref:
         if not rt.full_logits:
             raise RuntimeError("the reference cell needs a runtime with full logits")
         ref_dir.mkdir(parents=True, exist_ok=True)
-    k_sparse = int(spec.get("sparse_top_k", 20))
+    k_sparse = rt.sparse_k
     window_nll, token_nll, kld_all, top1_w, kld_w = [], [], [], [], []
     nonfinite = 0  # scored positions whose logits or log-probs are not finite (NaN / Inf): a broken variant
     t0 = time.perf_counter()
@@ -93,7 +99,7 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
         window_nll.append(float(nll.mean()))
         token_nll.append([float(f"{x:.6g}") for x in nll])
         if write_ref:
-            k_ref = int(spec["kld_top_k"])
+            k_ref = int(spec.kld_top_k)
             top = TopK.whole(rows) if k_ref <= 0 else TopK.from_rows(rows, k_ref)
             arrays = {"logp": top.logp} if top.ids is None else {"ids": top.ids, "logp": top.logp}
             np.savez(ref_dir / f"w{w:05d}.npz", **arrays)
@@ -112,7 +118,7 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
         progress(f"window {w + 1}/{win.n_windows}")
     elapsed = time.perf_counter() - t0
     if write_ref:
-        (ref_dir / "COMPLETE").write_text(f"{win.n_windows} windows, top-{spec['kld_top_k']}\n")
+        (ref_dir / "COMPLETE").write_text(f"{win.n_windows} windows, top-{spec.kld_top_k}\n")
     out = {
         "window_nll": window_nll,
         # every scored token's NLL (6 significant digits): Δp and Cor(ln PPL) against fp16 are taken from these
@@ -132,10 +138,10 @@ def score_windows(rt, win: Windows, spec: dict) -> dict:
             # every scored token's KLD, window by window (4 significant digits): the release gate
             # bootstraps tail statistics (p99) over windows from these
             "per_token": [[float(f"{x:.4g}") for x in k] for k in kld_all],
-            "top_k": int(spec["kld_top_k"]),
-            "method": (("exact: whole vocabulary" if int(spec["kld_top_k"]) <= 0 else
-                        f"reference top-{spec['kld_top_k']} + rest bucket (lower bound)") if rt.full_logits else
-                       f"sparse: runtime top-{k_sparse} x reference top-{spec['kld_top_k']}"),
+            "top_k": int(spec.kld_top_k),
+            "method": (("exact: whole vocabulary" if int(spec.kld_top_k) <= 0 else
+                        f"reference top-{spec.kld_top_k} + rest bucket (lower bound)") if rt.full_logits else
+                       f"sparse: runtime top-{k_sparse} x reference top-{spec.kld_top_k}"),
         }
     return out
 
@@ -146,35 +152,35 @@ def _cell_gpus() -> list[int]:
     return [int(x) for x in vis.split(",") if x.strip().isdigit()] or [0]
 
 
-def run(spec: dict, fault: str | None = None) -> dict:
-    threads = int(spec["threads"])
-    rt = make_runtime(spec["runtime"], spec)
+def run(spec: CellSpec, fault: str | None = None) -> dict:
+    threads = spec.threads
+    rt = make_runtime(spec)
     if fault == "nan":
         _nan_logits(rt)
-    device = spec.get("device", "cpu")
+    device = spec.device
     rank = int(os.environ.get("RANK", "0"))  # tensor-parallel cells: one process per GPU, rank 0 reports
     if rank != 0:  # every rank computes the same (collectives need all); only rank 0 writes files
-        spec = dict(spec, write_reference=False, reference_dir=None,
-                    kernel_check_out=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"qc-rank{rank}-{os.getpid()}.npy"))
+        spec = spec.with_(write_reference=False, reference_dir=None,
+                          kernel_check_out=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"qc-rank{rank}-{os.getpid()}.npy"))
     vram = [GpuMemorySampler(i).start() for i in _cell_gpus()] if device != "cpu" and rank == 0 else []
     t0 = time.perf_counter()
-    rt.load(Path(spec["artifact"]), spec["format"], threads, int(spec["n_ctx"]))
+    rt.load(Path(spec.artifact), spec.format, threads, spec.n_ctx)
     result: dict = {"load_s": time.perf_counter() - t0, "threads": threads, "device": device,
-                    "role": spec.get("role", "measured")}
-    if spec.get("kernel_check_ids") and rt.full_logits:
+                    "role": spec.role}
+    if spec.kernel_check_ids and rt.full_logits:
         progress("kernel check logits")
-        out = Path(spec["kernel_check_out"])
+        out = Path(spec.kernel_check_out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, np.asarray(rt.logits(np.asarray(spec["kernel_check_ids"])), dtype=np.float32))
+        np.save(out, np.asarray(rt.logits(np.asarray(spec.kernel_check_ids)), dtype=np.float32))
         result["kernel_check_file"] = str(out)
-    if spec.get("kind") == "tasks":
+    if spec.kind == "tasks":
         progress("task requests")
         t1 = time.perf_counter()
         result["loglikelihoods"] = score_task_requests(rt, spec)
         result["tasks_seconds"] = time.perf_counter() - t1
     else:
-        win = Windows.load(Path(spec["windows"]))
-        probe = spec.get("tokenizer_probe")
+        win = Windows.load(Path(spec.windows))
+        probe = spec.tokenizer_probe
         if probe:
             own = rt.tokenize(probe["text"])
             if own is not None:
@@ -184,35 +190,35 @@ def run(spec: dict, fault: str | None = None) -> dict:
                     (i for i, (a, b) in enumerate(zip(own, ref)) if a != b), min(len(own), len(ref)))
                 result["tokenizer_check"] = {"identical": same, "first_difference": first_diff,
                                              "n_runtime": len(own), "n_source": len(ref)}
-        if spec.get("score", True):
+        if spec.score:
             progress("scoring windows")
             result.update(score_windows(rt, win, spec))
         progress("sanity generation")
-        g = rt.generate(spec["sanity_prompt_ids"], int(spec.get("sanity_new_tokens", 8)))
+        g = rt.generate(spec.sanity_prompt_ids, spec.sanity_new_tokens)
         result["sanity_tokens"] = g.tokens
-        if hasattr(rt, "check_decode"):  # a compiled decode step, against the eager forward
-            progress("decode check")
-            result["decode_check"] = rt.check_decode(spec["sanity_prompt_ids"], int(spec.get("decode_check_tokens", 16)))
-        if spec.get("speed", True):
-            prompt = [int(t) for t in win.ids.reshape(-1)[: int(spec["prefill_tokens"])]]
+        check = rt.check_decode(spec.sanity_prompt_ids, DECODE_CHECK_TOKENS)  # a compiled step vs the eager forward
+        if check is not None:
+            result["decode_check"] = check
+        if spec.speed:
+            prompt = [int(t) for t in win.ids.reshape(-1)[: spec.prefill_tokens]]
             with CpuWatch() as watch:
                 result["speed"] = measure_speed(rt, prompt, spec, win)
             result["speed"]["contention"] = watch.result
-            if spec.get("profile_decode"):  # GPU torch runtimes: kernels per token, by kind
-                result["decode_profile"] = profile_decode(rt, prompt, int(spec.get("profile_steps", 16)))
-        if spec.get("serving_batches") and not rt.full_logits:
-            result["serving"] = measure_serving(rt, win, spec)
+            if spec.profile_decode:  # GPU torch runtimes: kernels per token, by kind
+                result["decode_profile"] = profile_decode(rt, prompt, PROFILE_STEPS)
+        if rt.serving is not None:
+            result["serving"] = measure_serving(rt, win, rt.serving)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if vram:
         per_gpu = [v.stop() for v in vram]
         result["peak_vram_bytes"] = None if None in per_gpu else sum(per_gpu)
         if len(per_gpu) > 1:
             result["peak_vram_bytes_per_gpu"] = per_gpu
-    if spec.get("parallel"):
-        result["parallel"] = spec["parallel"]
-    if spec.get("kind") != "tasks":
+    if spec.parallel:
+        result["parallel"] = spec.parallel
+    if spec.kind != "tasks":
         result["weight_bytes"] = rt.weight_bytes()
-    if hasattr(rt, "compile_seconds"):
+    if rt.compile_seconds() is not None:
         result["compile_seconds"] = rt.compile_seconds()
     result["versions"] = rt.versions()
     result["compute_dtype"] = rt.compute_dtype()
@@ -227,12 +233,12 @@ def _write(out_path: Path, result: dict) -> None:
     tmp.replace(out_path)
 
 
-def _injected_fault(spec: dict) -> str | None:
+def _injected_fault(spec: CellSpec) -> str | None:
     """The fault battery's hook (tests/faults): QC_FAULT_CELL="variant|runtime|kill" makes that cell die
     as the kernel's out-of-memory killer would end it; "raise" makes it crash with an exception; "nan" makes
     its runtime return NaN logits (returned: run() applies it once the runtime exists)."""
     want = os.environ.get("QC_FAULT_CELL", "").split("|")
-    if len(want) == 3 and want[:2] == [spec.get("variant"), spec.get("runtime")] and spec.get("kind", "quality") == "quality":
+    if len(want) == 3 and want[:2] == [spec.variant, spec.runtime] and spec.kind == "quality":
         if want[2] == "kill":
             os.kill(os.getpid(), 9)
         if want[2] == "nan":
@@ -255,10 +261,8 @@ def _nan_logits(rt) -> None:
 
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[1]), Path(argv[2])
-    spec = json.loads(spec_path.read_text())
+    spec = CellSpec.load(spec_path)
     fault = _injected_fault(spec)
-    if spec.get("runtime") != "llama.cpp":
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         result = run(spec, fault)
     except Unsupported as e:

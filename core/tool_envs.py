@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.errors import ToolMissing
-from harness.paths import REPO_ROOT, VENVS_DIR
+from core.errors import ToolMissing
+from core.paths import REPO_ROOT, VENVS_DIR
 
 TARGETS = {"vllm": "setup-vllm", "llmcompressor": "setup-llmcompressor", "autoawq": "setup"}
 

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluators.backends import RUNTIME_VENV
+from core import registry
+from core.cellspec import CellSpec
+from core.paths import REPO_ROOT, die_with_parent
 from harness import store
 from harness.host import environment_fingerprint, this_host
-from harness.paths import REPO_ROOT, die_with_parent
 
 EVALUATOR_DIR = REPO_ROOT / "evaluators"
 
@@ -44,19 +45,19 @@ class CellOutcome:
     run_s: float = 0.0  # time spent on it in this run (near 0 when cached)
     kind: str = "quality"
     unsupported: str | None = None  # the runtime cannot read this artifact here, and why
-    measured_on: dict | None = None  # the machine that measured it (harness.cells.measured_on)
+    measured_on: dict | None = None  # the machine that measured it (harness.cell_launcher.measured_on)
 
 
 @dataclass
 class CellJob:
     variant: str
     runtime: str
-    spec: dict
+    spec: CellSpec
     key: str
 
     @property
     def kind(self) -> str:
-        return self.spec.get("kind", "quality")
+        return self.spec.kind
 
     @property
     def name(self) -> str:
@@ -66,30 +67,30 @@ class CellJob:
 
 def cell_python(runtime: str, log=print) -> str:
     """The interpreter of the runtime's own environment (vLLM; made on first use), or the harness's."""
-    venv = RUNTIME_VENV.get(runtime)
+    venv = registry.runtime(runtime).env
     if venv is None:
         return sys.executable
-    from harness.envs import env_python
+    from core.tool_envs import env_python
 
     return str(env_python(venv, log))
 
 
-def measures_speed(spec: dict) -> bool:
-    return spec.get("kind", "quality") == "quality" and bool(spec.get("speed", True))
+def measures_speed(spec: CellSpec) -> bool:
+    return spec.kind == "quality" and spec.speed
 
 
-def measurement_identity(spec: dict) -> dict:
+def measurement_identity(spec: CellSpec) -> dict:
     """What, besides its inputs, a cell's figures depend on: every package of its runtime's environment, the
     device class (CPU instruction sets or GPU model) and, when it times anything, the kind of host."""
     host = this_host()
-    ident = {"runtime_env": environment_fingerprint(cell_python(spec["runtime"], log=lambda *_: None))["sha256"],
-             "device_class": host.device_class(spec.get("device", "cpu"))}
+    ident = {"runtime_env": environment_fingerprint(cell_python(spec.runtime, log=lambda *_: None))["sha256"],
+             "device_class": host.device_class(spec.device)}
     if measures_speed(spec):
         ident["speed_class"] = host.speed_class()
     return ident
 
 
-def measured_on(spec: dict) -> dict:
+def measured_on(spec: CellSpec) -> dict:
     """Recorded with every result: the machine that measured it, and when."""
     host = this_host()
     return {"hostname": host.hostname, "cpu_model": host.cpu_model, "cpu_isa": list(host.cpu_isa),
@@ -97,9 +98,9 @@ def measured_on(spec: dict) -> dict:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measurement_identity(spec)}
 
 
-def cell_key(spec: dict, artifact_key: str, code_hash: str) -> str:
-    stable = {k: v for k, v in spec.items() if k not in ("artifact", "windows", "reference_dir", "task_requests", "tokenizer_dir", "hf_config_dir")}
-    blob = json.dumps({"spec": stable, "artifact": artifact_key, "code": code_hash,
+def cell_key(spec: CellSpec, artifact_key: str, code_hash: str) -> str:
+    """The spec's keyed fields (core.cellspec), the artifact's own key, the measuring code and the machine."""
+    blob = json.dumps({"spec": spec.cache_fields(), "artifact": artifact_key, "code": code_hash,
                        "measured_by": measurement_identity(spec)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -120,8 +121,8 @@ def load_cached(cells_dir: Path, job: CellJob) -> CellOutcome | None:
     if data is None:
         return None
     res = data["result"]
-    if job.spec.get("write_reference"):
-        ref = Path(job.spec["reference_dir"])
+    if job.spec.write_reference:
+        ref = Path(job.spec.reference_dir)
         if not (ref / "COMPLETE").is_file():
             return None
     cells_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,7 @@ def launch_command(job: CellJob, spec_file: Path, result_file: Path, env: dict) 
     (llama.cpp would otherwise spread over every visible one), and a tensor-parallel cell is one process
     per GPU under torchrun (rank 0 writes the result)."""
     py = cell_python(job.runtime)
-    par = job.spec.get("parallel") or {}
+    par = job.spec.parallel or {}
     n = int(par.get("gpus", 1))
     if par:
         visible = [x for x in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
@@ -175,8 +176,8 @@ def launch_command(job: CellJob, spec_file: Path, result_file: Path, env: dict) 
         env.update(NCCL_SAFE_ENV)
     if par.get("layout") == "tensor-parallel":  # (one process too: the same code path on a single GPU)
         return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-                "-m", "evaluators.cell", str(spec_file), str(result_file)]
-    return [py, "-m", "evaluators.cell", str(spec_file), str(result_file)]
+                "-m", "evaluators.cell_process", str(spec_file), str(result_file)]
+    return [py, "-m", "evaluators.cell_process", str(spec_file), str(result_file)]
 
 
 def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: int) -> CellOutcome:
@@ -184,12 +185,12 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
     spec_file = cells_dir / f"{job.name}.spec.json"
     result_file = cells_dir / f"{job.name}.result.json"
     log_file = cells_dir / f"{job.name}.log"
-    spec_file.write_text(json.dumps(job.spec, indent=1))
+    job.spec.save(spec_file)
     result_file.unlink(missing_ok=True)
     env = dict(os.environ)
-    if job.runtime != "llama.cpp":
-        # torch and ggml in one process spin against each other; a llama.cpp cell never imports torch,
-        # and PASSIVE there would slow its decode by a quarter (threads asleep between graph runs)
+    if registry.runtime(job.runtime).passive_omp:
+        # torch and ggml in one process spin against each other (a runtime that needs active OpenMP threads,
+        # llama.cpp, says so: core.registry.RuntimeInfo.passive_omp)
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     env.update({
         "OMP_NUM_THREADS": str(threads),

@@ -18,47 +18,58 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
-from harness.errors import UserError
-from harness.paths import REPO_ROOT
+from core.errors import UserError
+from core.settings import TaskSettings
+from core.paths import REPO_ROOT
 
 TASK_DATA = REPO_ROOT / "data" / "tasks"
-SUPPORTED_TASKS = ("lambada_openai", "piqa")
+LOCAL_TASKS: dict[str, Callable[[Path], dict]] = {}  # task -> its lm-eval overrides for the shipped files
+
+
+def local_task(name: str):
+    """Register a task that runs offline: the function returns lm-eval's overrides pointing at shipped files
+    (prompts and metrics stay lm-eval's). A new task is one such function (here or in a --plugins module)."""
+    def deco(fn: Callable[[Path], dict]) -> Callable[[Path], dict]:
+        LOCAL_TASKS[name] = fn
+        return fn
+    return deco
+
+
+@local_task("lambada_openai")
+def _lambada(work: Path) -> dict:
+    return {"task": "lambada_openai", "dataset_path": "json", "dataset_name": None,
+            "dataset_kwargs": {"data_files": {"test": str(TASK_DATA / "lambada_openai" / "test.jsonl")}}}
+
+
+@local_task("piqa")
+def _piqa(work: Path) -> dict:
+    items = (TASK_DATA / "piqa" / "valid.jsonl").read_text().splitlines()
+    labels = (TASK_DATA / "piqa" / "valid-labels.lst").read_text().split()
+    if len(items) != len(labels):
+        raise UserError("data/tasks/piqa: items and labels are not aligned")
+    work.mkdir(parents=True, exist_ok=True)
+    merged = work / "piqa-validation.jsonl"
+    rows = []
+    for line, lab in zip(items, labels):
+        d = json.loads(line)
+        rows.append(json.dumps({"goal": d["goal"], "sol1": d["sol1"], "sol2": d["sol2"], "label": int(lab)}))
+    merged.write_text("\n".join(rows) + "\n")
+    # PIQA's train split is not shipped: few-shot examples (if asked for) come from validation, as lm-eval
+    # does for tasks without a train split.
+    return {"task": "piqa", "dataset_path": "json", "dataset_name": None, "training_split": None,
+            "dataset_kwargs": {"data_files": {"validation": str(merged)}}}
 
 
 def _local_overrides(task: str, work: Path) -> dict:
     """Point lm-eval's task definition at the shipped files; prompts and metrics stay lm-eval's."""
-    if task == "lambada_openai":
-        return {"task": task, "dataset_path": "json", "dataset_name": None,
-                "dataset_kwargs": {"data_files": {"test": str(TASK_DATA / "lambada_openai" / "test.jsonl")}}}
-    if task == "piqa":
-        items = (TASK_DATA / "piqa" / "valid.jsonl").read_text().splitlines()
-        labels = (TASK_DATA / "piqa" / "valid-labels.lst").read_text().split()
-        if len(items) != len(labels):
-            raise UserError("data/tasks/piqa: items and labels are not aligned")
-        work.mkdir(parents=True, exist_ok=True)
-        merged = work / "piqa-validation.jsonl"
-        rows = []
-        for line, lab in zip(items, labels):
-            d = json.loads(line)
-            rows.append(json.dumps({"goal": d["goal"], "sol1": d["sol1"], "sol2": d["sol2"], "label": int(lab)}))
-        merged.write_text("\n".join(rows) + "\n")
-        # PIQA's train split is not shipped: few-shot examples (if asked for) come from validation, as lm-eval
-        # does for tasks without a train split.
-        return {"task": task, "dataset_path": "json", "dataset_name": None, "training_split": None,
-                "dataset_kwargs": {"data_files": {"validation": str(merged)}}}
-    raise UserError(f"task '{task}' is not available offline; choose from {', '.join(SUPPORTED_TASKS)}")
+    if task not in LOCAL_TASKS:
+        raise UserError(f"task '{task}' is not available offline; choose from {', '.join(LOCAL_TASKS)}")
+    return LOCAL_TASKS[task](work)
 
 
-@dataclass(frozen=True)
-class TaskSettings:
-    tasks: tuple[str, ...] = ("lambada_openai", "piqa")
-    limit: int | None = 200  # 300 before: 2/3 of the task time; accuracy CI ±6.6 instead of ±5.4 points at 50%
-    num_fewshot: int = 0
-    seed: int = 1234
-
-    def as_dict(self) -> dict:
-        return {"tasks": list(self.tasks), "limit": self.limit, "num_fewshot": self.num_fewshot, "seed": self.seed}
+SUPPORTED_TASKS = tuple(LOCAL_TASKS)
 
 
 def _lm_classes():

@@ -9,13 +9,13 @@ import numpy as np
 from evaluators.progress import progress
 
 
-def score_task_requests(rt, spec: dict) -> list[list]:
+def score_task_requests(rt, spec) -> list[list]:
     """lm-eval loglikelihood requests, already tokenized by the harness: [context ids, continuation ids]
     -> [sum of log p(continuation), whether greedy decoding reproduces it]. Inputs are cut from the
     left to n_ctx tokens, as lm-eval's HF model does. Scored in order of length, 32 at a time (little
     padding, full batches), with logits only at each request's continuation positions."""
-    reqs = json.loads(Path(spec["task_requests"]).read_text())
-    n_ctx = int(spec["n_ctx"])
+    reqs = json.loads(Path(spec.task_requests).read_text())
+    n_ctx = spec.n_ctx
     seqs, spans = [], []
     for ctx, cont in reqs:
         whole = (ctx + cont)[-(n_ctx + 1):]
