@@ -70,7 +70,9 @@ def convert(f, raw: Any) -> Any:
             return Path(raw)
         return str(raw)
     except (TypeError, ValueError):
-        raise UserError(f"{f.name}: {raw!r} is not a {kind.replace('ints', 'list of integers').replace('strs', 'list')}") from None
+        what = {"int": "an integer", "float": "a number", "ints": "a list of integers", "strs": "a list of names",
+                "bool": "true or false", "path": "a path", "str": "a string"}[kind]
+        raise UserError(f"{f.name}: {raw!r} is not {what}") from None
 
 
 def flag_of(f, prefix: str = "") -> str:

@@ -53,7 +53,7 @@ class EvalSettings:
     n_ctx: int = opt(512, "window length in tokens")
     # llama-perplexity scores the second half
     score_from: float = opt(0.5, "score tokens from this fraction of each window on")
-    max_windows: int | None = opt(48, "number of evaluation windows (0: all)", flag="--windows")
+    windows: int | None = opt(48, "number of evaluation windows (0: all)")
     window_choice: str = opt("spread", "spread: a seeded random sample of the text's windows, in text order; first: "
                                        "the first ones (llama-perplexity --chunks)", choices=("spread", "first"))
     window_seed: int = opt(0, "seed of the spread window choice")
@@ -76,8 +76,8 @@ class EvalSettings:
     gpus: int = opt(0, "GPUs to use with --device cuda (0: every visible one); a cell takes the fewest that hold it")
 
     def __post_init__(self) -> None:
-        if self.max_windows == 0:
-            object.__setattr__(self, "max_windows", None)
+        if self.windows == 0:
+            object.__setattr__(self, "windows", None)
         object.__setattr__(self, "decode_batches", tuple(sorted({1, *self.decode_batches})))
 
     def as_dict(self) -> dict:

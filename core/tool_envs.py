@@ -1,14 +1,37 @@
-"""Tool environments that only some runs need (llm-compressor, vLLM) are made on first use by the
-same make target a user would type, with one line saying so; a failure is one line naming it."""
+"""The tool environments, in one table: each tool with dependencies of its own (AutoAWQ, llm-compressor, vLLM)
+lives in `.venvs/<name>`, made by a make target from `requirements/<name>.txt`. One that only some runs need is
+made on first use by the same target a user would type, with one line saying so; a failure is one line
+naming it. The harness's own environment (.venv) and llama.cpp's tools are listed for the stage table."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ToolMissing
 from core.paths import REPO_ROOT, VENVS_DIR
 
-TARGETS = {"vllm": "setup-vllm", "llmcompressor": "setup-llmcompressor", "autoawq": "setup"}
+
+
+@dataclass(frozen=True)
+class ToolEnv:
+    name: str
+    target: str  # the make target that makes it
+    stamp: Path  # written by make when the install finished, holding the seconds it took
+    label: str  # as the stage table names its install
+
+
+ENVIRONMENTS = {
+    "main": ToolEnv("main", "setup", REPO_ROOT / ".venv" / ".installed",
+                    "install .venv (harness, transformers, llama-cpp-python)"),
+    "autoawq": ToolEnv("autoawq", "setup", VENVS_DIR / "autoawq" / ".installed", "install .venvs/autoawq"),
+    "llmcompressor": ToolEnv("llmcompressor", "setup-llmcompressor", VENVS_DIR / "llmcompressor" / ".installed",
+                             "install .venvs/llmcompressor"),
+    "vllm": ToolEnv("vllm", "setup-vllm", VENVS_DIR / "vllm" / ".installed", "install .venvs/vllm"),
+    "llama-tools": ToolEnv("llama-tools", "tools", REPO_ROOT / ".cache" / "llama.cpp-build" / ".built",
+                           "build llama.cpp tools"),
+}
+TARGETS = {name: e.target for name, e in ENVIRONMENTS.items()}
 
 
 def env_python(name: str, log=print) -> Path:

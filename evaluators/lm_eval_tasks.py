@@ -22,9 +22,9 @@ from typing import Callable
 
 from core.errors import UserError
 from core.settings import TaskSettings
-from core.paths import REPO_ROOT
+from core.paths import DATA_DIR
 
-TASK_DATA = REPO_ROOT / "data" / "tasks"
+TASK_DATA = DATA_DIR / "tasks"
 LOCAL_TASKS: dict[str, Callable[[Path], dict]] = {}  # task -> its lm-eval overrides for the shipped files
 
 

@@ -107,7 +107,7 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
     # Speed ratios on a machine whose speed drifts by ±10% over minutes (shared cores): harness and tool
     # alternate, `rounds` times, on the same work, and their medians are compared.
     sub_n = min(SPEED_CHUNKS, n_chunks)
-    sub_windows = prepare_windows(source, text, replace(cfg.eval, max_windows=sub_n), work)
+    sub_windows = prepare_windows(source, text, replace(cfg.eval, windows=sub_n), work)
     pass_h, pass_t = [], []
     speed_h: dict[str, list[dict]] = {"gguf-f16": [], "gguf-q4_k_m": []}
     bench_t: dict[str, list[dict]] = {"gguf-f16": [], "gguf-q4_k_m": []}

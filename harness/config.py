@@ -98,8 +98,7 @@ def flatten_sections(data: dict, where: str) -> dict[str, dict]:
         if not isinstance(sec, dict):
             raise UserError(f"{where}: '{name}' must be a section ([{name}]), not a value")
         if name == "runtime":
-            for rt, opts in sec.items():
-                registry.runtime(rt)
+            for rt, opts in sec.items():  # runtime names are checked once plugins are loaded (resolve)
                 out[f"runtime.{rt}"] = dict(opts)
         elif name in SECTIONS:
             out[name] = dict(sec)
@@ -125,6 +124,9 @@ def _check_names(kind: str, given: tuple[str, ...], known: list[str], hint: str)
 
 def resolve(sections: dict[str, dict]) -> RunConfig:
     """The run configuration from merged sections; one clear error for any value that cannot be used."""
+    for sec in sections:
+        if sec.startswith("runtime."):
+            registry.runtime(sec[len("runtime."):])
     run = build(RunOptions, sections.get("run", {}), "run")
     ev = build(EvalSettings, sections.get("eval", {}), "eval")
     tasks = build(TaskSettings, sections.get("tasks", {}), "tasks")

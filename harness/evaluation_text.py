@@ -38,7 +38,7 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
     tok_files = [source.path / n for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model") if (source.path / n).exists()]
     tok_sha = hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest()
     choice, seed = settings.window_choice, settings.window_seed
-    key = hashlib.sha256(json.dumps([text_sha, tok_sha, settings.n_ctx, settings.score_from, settings.max_windows,
+    key = hashlib.sha256(json.dumps([text_sha, tok_sha, settings.n_ctx, settings.score_from, settings.windows,
                                      choice, seed, WINDOWS_FORMAT]).encode()).hexdigest()[:16]
     path = work_dir / f"windows-{key}.npz"
     meta_path = work_dir / f"windows-{key}.json"
@@ -54,7 +54,7 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
     adds_bos = tok.bos_token_id is not None and len(with_special) > 0 and with_special[0] == tok.bos_token_id
     bos = tok.bos_token_id if adds_bos else None
     try:
-        win = build_windows(ids, settings.n_ctx, settings.score_from, settings.max_windows, bos, choice, seed)
+        win = build_windows(ids, settings.n_ctx, settings.score_from, settings.windows, bos, choice, seed)
     except ValueError as e:
         raise UserError(f"evaluation text {text_file}: {e}") from None
     starts = article_starts(text)

@@ -6,16 +6,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from core.paths import REPO_ROOT, VENVS_DIR
+from core.tool_envs import ENVIRONMENTS
 
 # stamp files `make` writes after each install, holding the seconds it took
-INSTALL_STAMPS = {
-    "install .venv (harness, transformers, llama-cpp-python)": REPO_ROOT / ".venv" / ".installed",
-    "install .venvs/autoawq": VENVS_DIR / "autoawq" / ".installed",
-    "install .venvs/llmcompressor": VENVS_DIR / "llmcompressor" / ".installed",
-    "install .venvs/vllm": VENVS_DIR / "vllm" / ".installed",
-    "build llama.cpp tools": REPO_ROOT / ".cache" / "llama.cpp-build" / ".built",
-}
+INSTALL_STAMPS = {e.label: e.stamp for e in ENVIRONMENTS.values()}
 
 
 @dataclass

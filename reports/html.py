@@ -121,7 +121,7 @@ def _interval_note(results: dict) -> str:
     return html.escape(text)
 
 
-def render(results: dict, verdict: dict | None = None) -> str:
+def render(results: dict, verdict: dict | None = None, limits: dict | None = None) -> str:
     src = results["source"]
     win = results["windows"]
     env = results["environment"]
@@ -257,7 +257,7 @@ def render(results: dict, verdict: dict | None = None) -> str:
 def write_report(results: dict, path: Path, verdict: dict | None = None, limits: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(render(results, verdict), encoding="utf-8")
+        tmp.write_text(render(results, verdict, limits), encoding="utf-8")
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
