@@ -23,7 +23,7 @@ from harness.cell_launcher import CellJob, cell_key, evaluator_code_hash, run_ce
 from harness.cell_plan import CellPlanner
 from harness.config import RunConfig
 from core.errors import UserError
-from harness.evaluation_text import prepare_windows
+from harness.shared_inputs import prepare_windows
 from core.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.llama_tool_output import (KLD_AGREE_PCT, KLD_AGREED, KLD_REPORTED, harness_kld_stats, parse_kld,
                                        parse_llama_bench, parse_perplexity)
@@ -191,9 +191,9 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
     report["goals"] = GOALS
     report["settings"] = {"n_ctx": n_ctx, "chunks": n_chunks, "threads": threads, "text": str(text), "speed_rounds": rounds,
                           "model": source.name, "tools": str(tools), "wall_s": round(time.time() - t_start, 1)}
-    from harness import environment
+    from harness import provenance
 
-    report["environment"] = environment.describe(threads, cfg.eval.seed)
+    report["environment"] = provenance.describe(threads, cfg.eval.seed)
     write_json_atomic(out / "bench.json", report)
     if cfg.eval.kld_top_k <= 0:
         import shutil

@@ -24,7 +24,7 @@ BENCH_RUN_OPTIONS = ("model", "out", "eval_text", "plugins")
 def version_text() -> str:
     from importlib import metadata
 
-    from harness.environment import git_commit
+    from harness.provenance import git_commit
 
     try:
         v = metadata.version("quantcompare")

@@ -8,7 +8,7 @@ how often they contain the truth. For contrast it does the same with windows res
 (ignoring articles).
 
     python -m harness.coverage runs/coverage-all/results.json --variant gguf-q4_k_m×llama.cpp [--draws 1000]
-    python -m harness.coverage --data benchmarks/coverage-smollm2/windows.json   (the stored per-window data)
+    python -m harness.coverage --data measurements/coverage-smollm2/windows.json   (the stored per-window data)
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def _cpu_flags() -> set[str]:
 
 @functools.lru_cache(maxsize=1)
 def this_host() -> Host:
-    from harness.environment import cpu_model, gpus
+    from harness.provenance import cpu_model, gpus
 
     flags = _cpu_flags()
     try:

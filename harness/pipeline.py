@@ -14,7 +14,7 @@ from harness.cell_launcher import CellJob, CellOutcome, cell_key, evaluator_code
 from harness.config import RunConfig
 from core.errors import UserError
 from harness.host import environment_fingerprint, measured_here, this_host
-from harness.evaluation_text import check_calibration, prepare_windows
+from harness.shared_inputs import check_calibration, prepare_windows
 from harness.lock import RunLock
 from core.paths import CALIBRATION_TEXT, WIKITEXT_TEST
 from harness.metrics import REFERENCE

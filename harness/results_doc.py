@@ -12,11 +12,11 @@ from harness import metrics
 from harness.evidence import collect
 from core import registry
 from core.names import REFERENCE
-from harness import environment
+from harness import provenance
 from harness.host import measured_here
 from harness.cell_launcher import CellOutcome
-from harness.checks import Flag, check_cells, decode_check_flags, nonfinite_flags
-from harness.evaluation_text import decode
+from harness.variant_flags import Flag, check_cells, decode_check_flags, nonfinite_flags
+from harness.shared_inputs import decode
 from harness.schema import SCHEMA_VERSION, Row
 
 
@@ -230,7 +230,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "variant_order": sorted(cfg.variants, key=registry.variant_order),
         "same_weights_variants": [v for v in same if v in cfg.variants],
         "source": source.as_dict(),
-        "environment": {**environment.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
+        "environment": {**provenance.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
         "windows": prepared.info,
         "statistics": {"bootstrap": {"seed": metrics.BOOTSTRAP.seed, "resamples": metrics.BOOTSTRAP.resamples,
                                      "confidence": metrics.BOOTSTRAP.level},

@@ -1,12 +1,12 @@
 """The intervals hold their 95%: a fast version of the coverage study (harness/coverage.py) on the default
-model's stored per-window NLLs (every window of WikiText-2 test scored once, benchmarks/coverage-smollm2)."""
+model's stored per-window NLLs (every window of WikiText-2 test scored once, measurements/coverage-smollm2)."""
 import json
 from pathlib import Path
 
 from evaluators.stats import Bootstrap
 from harness.coverage import HARNESS, study
 
-DATA = Path(__file__).resolve().parent.parent / "benchmarks" / "coverage-smollm2" / "windows.json"
+DATA = Path(__file__).resolve().parent.parent / "measurements" / "coverage-smollm2" / "windows.json"
 
 
 def test_ppl_and_paired_delta_intervals_cover_the_all_windows_value():

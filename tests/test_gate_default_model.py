@@ -1,4 +1,4 @@
-"""The default policy on the default model's measured results (benchmarks/cpu-smollm2-gate/results.json,
+"""The default policy on the default model's measured results (measurements/cpu-smollm2-gate/results.json,
 written by `make compare` with every variant on this kind of machine): no false alarm for the same
 weights on another runtime, Q4_K_M passes and Q2_K fails, whatever the bootstrap seed."""
 from pathlib import Path
@@ -11,7 +11,7 @@ from harness.gate.policy import load_policy
 from harness.gate.rules import Gate
 from harness.gate.verdict import per_variant
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "cpu-smollm2-gate" / "results.json"
+RESULTS = Path(__file__).resolve().parent.parent / "measurements" / "cpu-smollm2-gate" / "results.json"
 
 
 @pytest.mark.slow

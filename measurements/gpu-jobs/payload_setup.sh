@@ -1,4 +1,4 @@
-# Sourced by the GPU hosts' job scripts (benchmarks/*-qwen3-4b-shape/run_on_device.sh): setup() installs the
+# Sourced by the GPU hosts' job scripts (measurements/*-qwen3-4b-shape/run_on_device.sh): setup() installs the
 # payload that prepare_payload.sh carried in .device/ on the offline GPU host. Needs ROOT and DEV set.
 
 setup() {

@@ -1,4 +1,5 @@
-"""Distrust outputs: flag broken variants and runtime disagreements, loudly."""
+"""Flag broken variants and runtime disagreements, loudly: PPL far above fp16's, non-finite logits, a compiled
+decode that left the eager forward."""
 from __future__ import annotations
 
 import math

@@ -20,7 +20,7 @@ RUN=runs/h100-qwen3-4b-shape
 LOG=$ROOT/runs/device.log
 DEV=/tmp/qc-device
 
-. "$(dirname "${BASH_SOURCE[0]}")/../gpu_payload_setup.sh"  # setup(): the payload installed on the host (shared since the H200 run, which added the AutoAWQ stamp)
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu-jobs/payload_setup.sh"  # setup(): the payload installed on the host (shared since the H200 run, which added the AutoAWQ stamp)
 
 build_llama_cuda() {
   [ -f runs/cuda-build/bin/libllama.so ] && return 0  # built by an earlier job on this machine

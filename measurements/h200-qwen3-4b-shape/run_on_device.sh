@@ -14,13 +14,13 @@
 # the device tool's sync keeps ignored paths). A call that finds no job (a fresh machine) stops at once.
 set -u
 ROOT=$PWD
-HERE=benchmarks/h200-qwen3-4b-shape
+HERE=measurements/h200-qwen3-4b-shape
 RUN=runs/h200-qwen3-4b-shape
 LOG=$ROOT/runs/device.log
 DEV=/tmp/qc-device
 LLAMA_FLAGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE=Release"
 
-. "$(dirname "${BASH_SOURCE[0]}")/../gpu_payload_setup.sh"  # setup(): the payload installed on the host
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu-jobs/payload_setup.sh"  # setup(): the payload installed on the host
 
 build_llama_cuda() {
   [ -f runs/cuda-build/bin/libllama.so ] && return 0  # built by an earlier job on this machine

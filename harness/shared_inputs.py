@@ -1,4 +1,5 @@
-"""Tokenize the evaluation text once, with the source tokenizer, into shared windows."""
+"""The inputs every cell of a run shares: the evaluation text tokenized once, with the source tokenizer, into
+windows (evaluators/windows.py), the tokenizer probe and the sanity prompt; and the calibration text's check."""
 from __future__ import annotations
 
 import hashlib

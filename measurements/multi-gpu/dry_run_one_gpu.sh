@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 15's code on ONE GPU (no multi-GPU machine was lent): run ON the GPU host from the repository root,
-# with the H100/H200 payload in .device/ (benchmarks/h100-qwen3-4b-shape/prepare_payload.sh; carry [".device"]).
+# with the H100/H200 payload in .device/ (measurements/h100-qwen3-4b-shape/prepare_payload.sh; carry [".device"]).
 #   1. the fit check: fp16 Llama-70B shape on one H200 must stop before anything is built, with one line;
 #   2. a tensor-parallel cell launched by torchrun with NCCL (world size 1) scores the same windows as the
 #      single-process cell, and writes its result once;
