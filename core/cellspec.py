@@ -55,6 +55,8 @@ class CellSpec:
     speed_protocol: str = keyed("harness")  # or "llama-bench" (quantcompare bench: llama-bench's own protocol)
     decode_batches: list | None = keyed(None, hash=False)  # batch sizes above 1
     profile_decode: bool = keyed(False)  # GPU: kernels per decoded token, by kind
+    gen_prompts: list | None = keyed(None, hash=False)  # token ids of each generation prompt (harness/gen_prompts.py)
+    gen_tokens: int = keyed(64)
     kernel_check_ids: list | None = keyed(None, hash=False)
     kernel_check_out: str | None = keyed(None)  # the logits file must be in this run's folder: keyed
     task_requests: str | None = unkeyed(None)

@@ -74,6 +74,9 @@ class EvalSettings:
     # GPU runs: the pool of GPUs (0: every visible one); each cell takes the fewest that hold it
     # (harness/gpu_plan.py)
     gpus: int = opt(0, "GPUs to use with --device cuda (0: every visible one); a cell takes the fewest that hold it")
+    # greedy generations against fp16's (harness/generation.py): prompts per set (chat questions, text openings)
+    gen_prompts: int = opt(32, "greedy generation: prompts per set (chat questions and text openings); 0: no generation")
+    gen_tokens: int = opt(64, "greedy generation: new tokens per prompt")
 
     def __post_init__(self) -> None:
         if self.windows == 0:

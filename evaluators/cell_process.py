@@ -193,6 +193,13 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
         if spec.score:
             progress("scoring windows")
             result.update(score_windows(rt, win, spec))
+        if spec.gen_prompts:
+            progress(f"generation: {len(spec.gen_prompts)} prompts x {spec.gen_tokens} tokens")
+            t1 = time.perf_counter()
+            tokens = rt.generate_many([list(p) for p in spec.gen_prompts], spec.gen_tokens)
+            if len(tokens) != len(spec.gen_prompts) or any(len(t) != spec.gen_tokens for t in tokens):
+                raise RuntimeError("the runtime's generate_many returned other counts than asked")
+            result["generation"] = {"tokens": tokens, "seconds": time.perf_counter() - t1}
         progress("sanity generation")
         g = rt.generate(spec.sanity_prompt_ids, spec.sanity_new_tokens)
         result["sanity_tokens"] = g.tokens

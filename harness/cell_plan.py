@@ -88,9 +88,10 @@ class CellPlanner:
     """Makes the CellSpec of each cell of a run (and of `quantcompare bench`)."""
 
     def __init__(self, cfg, prepared, work: Path, source=None, reference_dir: Path | None = None,
-                 gpus: GpuContext | None = None) -> None:
+                 gpus: GpuContext | None = None, gen_prompts: list | None = None) -> None:
         self.cfg, self.prepared, self.work, self.source = cfg, prepared, work, source
         self.reference_dir, self.gpus = reference_dir, gpus or GpuContext([])
+        self.gen_prompts = [list(p.ids) for p in gen_prompts] if gen_prompts and not cfg.synthetic else None
 
     def quality(self, variant: str, outcome, runtime: str, has_reference: bool = True) -> CellSpec:
         """The cell that scores the windows, generates and times `variant` (built as `outcome`) on `runtime`."""
@@ -121,6 +122,7 @@ class CellPlanner:
             speed_repeats=s.speed_repeats, decode_batches=[b for b in s.decode_batches if b > 1] or None,
             profile_decode=s.device != "cpu" and measured_speed,
             device=s.device, role="dequantized-reference" if dequant_ref else "measured",
+            gen_prompts=self.gen_prompts, gen_tokens=s.gen_tokens,
         )
         if s.kernel_check_tokens:
             spec = spec.with_(kernel_check_ids=[int(t) for t in p.windows.ids.reshape(-1)[: s.kernel_check_tokens]],

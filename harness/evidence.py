@@ -29,6 +29,8 @@ class CellEvidence:
     bits_per_weight: float | None = None
     decode: tuple[float, list[float]] | None = None  # median tok/s and the timed runs
     tasks: dict = field(default_factory=dict)  # task -> {"doc_id": [...], metric: [0/1 ...]}
+    generation: list | None = None  # [prompts] harness.generation.Continuation, fp16's prompts in fp16's order
+    gen_n_new: int = 0  # tokens asked per prompt
     task_problem: str | None = None
 
 
@@ -108,6 +110,13 @@ def collect(results: dict) -> dict[tuple[str, str], CellEvidence]:
             ev.top1_window = _arr(c.get("top1_per_window"))
             ev.size_bytes = _row(results, *key, "size_bytes")
             ev.bits_per_weight = _row(results, *key, "bits_per_weight")
+            if c.get("generation"):
+                from harness.generation import Continuation
+
+                g = c["generation"]
+                ev.generation = [Continuation(tuple(t), bool(e), bool(b)) for t, e, b in
+                                 zip(g["tokens"], g["ended"], g["blank"])]
+                ev.gen_n_new = int((results.get("generation") or {}).get("n_new") or 0)
             sp = c.get("speed") or {}
             if sp.get("decode_tok_s") is not None:
                 ev.decode = (float(sp["decode_tok_s"]), [float(x) for x in sp.get("decode_tok_s_runs") or [sp["decode_tok_s"]]])

@@ -58,11 +58,13 @@ def check_reference_disk(ref_dir: Path, prepared, source, cfg: RunConfig) -> Non
                         "(quantcompare cache prune), use fewer --windows, or drop --kld-exact")
 
 
-def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None) -> list[CellJob]:
+def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None,
+               gen_prompts: list | None = None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
     then one lm-eval task cell per pair when tasks are asked for."""
     code = evaluator_code_hash()
-    planner = CellPlanner(cfg, prepared, work, source, reference_dir(outcomes, prepared, cfg, code), GpuContext.of(cfg, source))
+    planner = CellPlanner(cfg, prepared, work, source, reference_dir(outcomes, prepared, cfg, code), GpuContext.of(cfg, source),
+                          gen_prompts)
     jobs = []
     for v, o in outcomes.items():
         if o.manifest is None:
@@ -200,7 +202,16 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         with clock.stage("lm-eval requests (built once, tokenized with the source tokenizer)", "tasks"):
             task_req = build_requests(cfg.tasks, source.path, store.area("tasks"))
         console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
-    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req)
+    gen_prompts, gen_info = [], {}
+    if cfg.eval.gen_prompts and not cfg.synthetic:
+        from harness.gen_prompts import prepare_prompts
+
+        with clock.stage("generation prompts (chat questions, text openings)", "windows"):
+            gen_prompts, gen_info = prepare_prompts(source, text, prepared, cfg.eval.gen_prompts, work)
+        console.line(f"[generate] {len(gen_prompts)} prompts ({sum(p.set == 'chat' for p in gen_prompts)} chat"
+                     f"{' with the model' + chr(39) + 's chat template' if gen_info.get('chat_template') else ''}, "
+                     f"{sum(p.set == 'text' for p in gen_prompts)} text openings) x {cfg.eval.gen_tokens} greedy tokens")
+    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req, gen_prompts)
     ref_job = next((j for j in jobs if j.spec.write_reference), None)
     if ref_job is not None:
         check_reference_disk(Path(ref_job.spec.reference_dir), prepared, source, cfg)
@@ -209,13 +220,18 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         what = "lm-eval" if c.kind == "tasks" else "evaluate"
         clock.add(f"{what} {c.variant} × {c.runtime}", "tasks" if c.kind == "tasks" else "cell",
                   c.run_s, c.cached, "" if c.ok or c.unsupported is None else "unsupported")
+        gen = (c.result or {}).get("generation") if c.kind == "quality" else None
+        if gen:  # the generation stage of the cell just above, inside its time (not added to the total)
+            clock.add(f"  of which generation ({len(gen['tokens'])} prompts)", "generation", gen["seconds"], c.cached,
+                      "inside the cell above")
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
     with clock.stage("lm-eval metrics from the cells' scores", "tasks"):
         scores = score_task_cells(task_cells, task_req, store.area("tasks")) if task_req else {}
     bandwidth = cached_bandwidth(cfg.eval.threads, console, cfg.eval.device)
     with clock.stage("results (assemble, checks)", "report"):
-        results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth)
+        results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth,
+                           (gen_prompts, gen_info))
     t_report = time.time()
     try:
         from reports.html import write_report

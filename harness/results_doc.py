@@ -10,6 +10,8 @@ from evaluators.kernel_check import kernel_checks
 from evaluators.stats import effective_sample_size
 from harness import metrics
 from harness.evidence import collect
+from harness.generation_doc import attach, noise_floor_note
+from harness.generation_metrics import GEN_QUANTITIES
 from core import registry
 from core.names import REFERENCE
 from harness import provenance
@@ -74,7 +76,8 @@ def quality_rows(evidence: dict, clusters) -> list[Row]:
     for (v, rt), cell in evidence.items():
         if cell.status not in ("ok", "broken"):
             continue
-        for metric, e in metrics.estimate_all(cell, ref, clusters).items():
+        for metric, e in metrics.estimate_all(cell, ref, clusters,
+                                              quantities=metrics.WINDOW_QUANTITIES + GEN_QUANTITIES).items():
             rows.append(_row(v, rt, metric, e))
     return rows
 
@@ -124,7 +127,7 @@ def window_statistics(evidence: dict, clusters) -> dict:
 
 
 def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
-             task_cells=(), bandwidth: dict | None = None) -> dict:
+             task_cells=(), bandwidth: dict | None = None, generation: tuple = ((), {})) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
@@ -170,6 +173,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "decode_profile": r.get("decode_profile"),
             })
         cell_docs.append(doc)
+    gen_prompts, gen_info = generation
+    gen_section = attach(cell_docs, {(c.variant, c.runtime): c.result.get("generation") for c in cells if c.ok},
+                         list(gen_prompts), gen_info, cfg.eval.gen_tokens, source.path)
     task_scores = task_scores or {}
     task_docs = []
     for c in task_cells:
@@ -193,7 +199,8 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         if (d["variant"], d["runtime"]) in broken:
             d["status"] = "broken"
     # every quality number from one definition (harness/metrics.py), as the gate will compute it
-    evidence = collect({"cells": cell_docs, "task_cells": task_docs, "rows": [], "flags": [f.as_dict() for f in flags]})
+    evidence = collect({"cells": cell_docs, "task_cells": task_docs, "rows": [], "flags": [f.as_dict() for f in flags],
+                        "generation": gen_section})
     clusters = prepared.info.get("clusters")
     rows = quality_rows(evidence, clusters) + rows + task_rows(evidence, task_scores)
     for d in cell_docs:
@@ -209,7 +216,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             flags.append(Flag("warning", d["variant"], d["runtime"],
                               f"the runtime's own tokenizer differs from the source tokenizer (first at token {tc['first_difference']}); "
                               "scoring is unaffected (every runtime gets the same token ids), generation from text would differ"))
-    notes = list(source.notes) + list(cfg.notes)
+    notes = list(source.notes) + list(cfg.notes) + noise_floor_note(cell_docs, same, cfg.eval.gen_tokens)
     for o in variant_outcomes.values():
         if o.manifest:
             notes += [f"{o.variant}: {n}" for n in o.manifest.notes]
@@ -229,6 +236,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "config": cfg.as_sections(),  # `quantcompare compare --config results.json` repeats the run
         "variant_order": sorted(cfg.variants, key=registry.variant_order),
         "same_weights_variants": [v for v in same if v in cfg.variants],
+        "generation": gen_section,
         "source": source.as_dict(),
         "environment": {**provenance.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
         "windows": prepared.info,

@@ -15,7 +15,7 @@ INSTALL_STAMPS = {e.label: e.stamp for e in ENVIRONMENTS.values()}
 @dataclass
 class Stage:
     name: str
-    kind: str  # install | source | windows | build | cell | tasks | gate | report | other
+    kind: str  # install | source | windows | build | cell | generation (inside a cell) | tasks | gate | report | other
     wall_s: float
     cached: bool = False
     note: str = ""
@@ -66,7 +66,7 @@ def summary(stages: list[dict]) -> str:
     w = max([len(r[0]) for r in rows] + [5])
     lines = [f"{'stage'.ljust(w)}  {'seconds':>8}  note"]
     lines += [f"{n.ljust(w)}  {t:>8}  {note}" for n, t, note in rows]
-    run = sum(s["wall_s"] for s in stages if s["kind"] != "install" and s["wall_s"] == s["wall_s"])
+    run = sum(s["wall_s"] for s in stages if s["kind"] not in ("install", "generation") and s["wall_s"] == s["wall_s"])
     lines.append(f"{'this run (installs excluded)'.ljust(w)}  {run:>8.1f}")
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from reports import plots
+from reports.generation_view import generation_frame, viewer
 from reports.tables import (accuracy_frame, decode_detail_frame, kernel_check_frame, kld_detail_frame, serving_frame,
                             summary_frame)
 
@@ -23,6 +24,9 @@ tr.broken td{background:#fdd} tr.failed td{background:#eee;color:#777} tr.unsupp
 .verdict-pass{background:#e6f6e6;border-left:8px solid #2a2;padding:.6em 1em} .verdict-fail{background:#fdd;border-left:8px solid #c00;padding:.6em 1em}
 .verdict-inconclusive{background:#fff6d6;border-left:8px solid #d90;padding:.6em 1em} .verdict-big{font-size:1.3em;font-weight:700}
 tr.dec-fail td{background:#fdd} tr.dec-inconclusive td{background:#fff6d6}
+table.gen{width:100%} table.gen th{width:16em;text-align:left;vertical-align:top} table.gen td{text-align:left}
+table.gen pre{white-space:pre-wrap;margin:0;font-size:.95em} mark{background:#ffd24d} .degenerate{color:#c00;font-weight:700}
+details{margin:.4em 0;border:1px solid #eee;padding:.3em .6em} summary{cursor:pointer}
 """
 
 
@@ -200,6 +204,20 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                      "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
                      "spread of perplexity across windows. Dashed: the release policy's limit for every variant "
                      + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
+    gf = generation_frame(results)
+    if gf is not None and not synthetic:
+        g = results["generation"]
+        parts.append("<h2>Greedy generations vs fp16</h2>" + _table(gf) + _img(plots.generation_survival, "survival", results))
+        parts.append(f"<p class='note'>{len(g['prompts'])} prompts ({sum(p['set'] == 'chat' for p in g['prompts'])} chat "
+                     f"questions{' in the model' + chr(39) + 's chat template' if g.get('chat_template') else ''}, the rest "
+                     f"openings of {html.escape(str(g['sources'].get('text')))} paragraphs no scored window contains), "
+                     f"{g['n_new']} greedy tokens each, the same token ids in every cell, cut at the end of sequence. A "
+                     "continuation diverges where its first token differs from fp16 × transformers' (or where one of the two "
+                     "ends); it loops when a block of tokens repeats back to back three times over at least 12 tokens; "
+                     "degenerate: a loop, an end where fp16 went on, or an empty answer. Intervals: bootstrap over prompts, "
+                     "paired with fp16's continuation of the same prompt. A variant is judged by its change from fp16, "
+                     "whose own loops count too.</p>")
+        parts.append("<h3>Side by side (most damaged prompts first; the first differing token marked)</h3>" + viewer(results))
     dd = decode_detail_frame(results)
     if dd is not None:
         parts.append("<h2>GPU decode: compiled step and profile of one token</h2>" + _table(dd) +

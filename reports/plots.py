@@ -168,3 +168,29 @@ def throughput_vs_batch(results) -> bytes | None:
     ax.set_xscale("log", base=2)
     _finish(ax, "batch (concurrent requests)", "output tokens/s", "Throughput vs batch", legend=True)
     return _png(fig)
+
+
+def generation_survival(results) -> bytes | None:
+    """Share of prompts whose greedy continuation is still identical to fp16's after t tokens, one line per
+    variant × runtime (fp16 × transformers, the reference, is 1 throughout and not drawn)."""
+    gen = results.get("generation") or {}
+    n_new = gen.get("n_new")
+    ref = gen.get("reference") or {}
+    cells = [c for c in _ok_cells(results) if (c.get("generation") or {}).get("first_divergence") is not None
+             and (c["variant"], c["runtime"]) != (ref.get("variant"), ref.get("runtime"))]
+    if not n_new or not cells:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    t = np.arange(n_new + 1)
+    styles = ["-", "--", ":", "-."]
+    runtimes = sorted({c["runtime"] for c in cells})
+    for c in cells:
+        d = np.asarray(c["generation"]["first_divergence"])
+        s = np.array([(d >= k).mean() for k in t])
+        ax.step(t, 100 * s, where="post", color=color(c["variant"]), linestyle=styles[runtimes.index(c["runtime"]) % 4],
+                linewidth=2, label=f"{c['variant']} × {c['runtime']} ({100 * s[-1]:.0f}% at {n_new})")
+    ax.set_xlim(0, n_new)
+    ax.set_ylim(0, 102)
+    ax.legend(fontsize=8, loc="lower left")
+    _finish(ax, "tokens generated", "% of prompts identical to fp16", "Greedy generations still identical to fp16 × transformers")
+    return _png(fig)

@@ -71,6 +71,12 @@ def summary_frame(results: dict) -> pd.DataFrame:
         rec["KLD method"] = kld_method_short(method)
         t = get("top1_agreement")
         rec["top-1 agree [CI]"] = "—" if t[0] is None else _ci(*(100 * x if x is not None else None for x in t), ".2f") + " %"
+        same = get("gen_identical_at_32")
+        if same[0] is not None:
+            rec["gen same@32 [CI]"] = _ci(*(100 * x if x is not None else None for x in same), ".0f") + " %"
+        loops = get("gen_loop_rate_increase")
+        if loops[0] is not None:
+            rec["loops Δ pts [CI]"] = f"{loops[0]:+.1f} [{loops[1]:+.1f}, {loops[2]:+.1f}]"
         size = get("size_bytes")[0]
         rec["size MB"] = "—" if size is None else f"{size / 1e6:.1f}"
         bpw = get("bits_per_weight")[0]
@@ -152,7 +158,8 @@ def decode_detail_frame(results: dict) -> pd.DataFrame | None:
 def terminal_table(results: dict) -> str:
     df = summary_frame(results)
     cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]", "KLD method",
-                        "top-1 agree [CI]", "size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
+                        "top-1 agree [CI]", "gen same@32 [CI]", "loops Δ pts [CI]", "size MB", "bpw", "prefill tok/s",
+                        "decode tok/s"] if c in df.columns]
     return df[cols].to_string(index=False)
 
 

@@ -95,6 +95,12 @@ class Runtime(ABC):
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         """Greedy: prefill `prompt`, then n_new single-token steps; timed separately."""
 
+    def generate_many(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
+        """Greedy continuations of exactly n_new tokens for prompts of any lengths, not stopping at an end of
+        sequence (the harness cuts there). Runtimes that batch them override this; the tokens must be the
+        ones `generate` would give."""
+        return [list(self.generate(p, n_new - 1).tokens[:n_new]) for p in prompts]
+
     def tokenize(self, text: str) -> list[int] | None:
         """The runtime's own tokenizer, if it has one (to check it against the source's)."""
         return None

@@ -221,6 +221,47 @@ class LlamaCppRuntime(Runtime):
             prefill.close()
         return Generation(out, t1 - t0, t2 - t1, n_new)
 
+    GEN_SEQS = 16  # prompts decoded together in one context (a sequence id each)
+
+    def generate_many(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
+        """Greedy continuations of several prompts of any lengths in one context: one llama_decode for their
+        prompts (logits at each one's last token), then one per step with a token per sequence."""
+        import llama_cpp
+        from llama_cpp import _internals
+
+        out: list = []
+        vocab = self._model().n_vocab()
+        for s in range(0, len(prompts), self.GEN_SEQS):
+            group = [[int(t) for t in p] for p in prompts[s:s + self.GEN_SEQS]]
+            b, total = len(group), sum(len(p) for p in group)
+            ctx = self._decode_context(total + b * n_new, total, b)
+            prefill = _internals.LlamaBatch(n_tokens=total, embd=0, n_seq_max=1, verbose=False)
+            step = _internals.LlamaBatch(n_tokens=b, embd=0, n_seq_max=1, verbose=False)
+            try:
+                prefill.batch.n_tokens = 0
+                for q, p in enumerate(group):
+                    prefill.add_sequence(p, q, False)
+                ctx.decode(prefill)
+                ends = np.cumsum([len(p) for p in group]) - 1
+                nxt = [int(np.ctypeslib.as_array(ctx.get_logits_ith(int(e)), shape=(vocab,)).argmax()) for e in ends]
+                toks = [[t] for t in nxt]
+                sb = step.batch
+                for k in range(n_new - 1):
+                    sb.n_tokens = b
+                    for q in range(b):
+                        sb.token[q], sb.pos[q], sb.n_seq_id[q], sb.logits[q] = nxt[q], len(group[q]) + k, 1, True
+                        sb.seq_id[q][0] = q
+                    ctx.decode(step)
+                    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx.ctx), shape=(b, vocab))
+                    nxt = [int(t) for t in logits.argmax(-1)]
+                    for q in range(b):
+                        toks[q].append(nxt[q])
+            finally:
+                step.close()
+                prefill.close()
+            out += toks
+        return out
+
     def tokenize(self, text: str) -> list[int] | None:
         self._model()
         return list(self._scorer.tokenize(text.encode("utf-8"), add_bos=False, special=False))

@@ -93,6 +93,40 @@ class TorchDecodeMixin(Runtime):
                 total += t.numel() * t.element_size()
         return total
 
+    GEN_BATCH = 16  # prompts generated together (left-padded)
+
+    def generate_many(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
+        """Greedy continuations in left-padded batches of prompts of similar length: position ids from the
+        mask, padding masked out, the KV cache grown one token per step."""
+        torch = self.torch
+        out: list = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        with torch.inference_mode():
+            for s in range(0, len(order), self.GEN_BATCH):
+                idx = order[s:s + self.GEN_BATCH]
+                width = max(len(prompts[i]) for i in idx)
+                ids = torch.zeros((len(idx), width), dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    ids[r, width - len(prompts[i]):] = torch.tensor([int(t) for t in prompts[i]])
+                    mask[r, width - len(prompts[i]):] = 1
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                pos = (mask.cumsum(-1) - 1).clamp(min=0)
+                o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+                nxt = o.logits[:, -1].argmax(-1, keepdim=True)
+                steps = [nxt]
+                for _ in range(n_new - 1):
+                    mask = torch.cat([mask, mask.new_ones((len(idx), 1))], dim=1)
+                    pos = pos[:, -1:] + 1
+                    o = self.model(input_ids=nxt, attention_mask=mask, position_ids=pos, past_key_values=o.past_key_values,
+                                   use_cache=True)
+                    nxt = o.logits[:, -1].argmax(-1, keepdim=True)
+                    steps.append(nxt)
+                got = torch.cat(steps, dim=1).cpu().tolist()
+                for r, i in enumerate(idx):
+                    out[i] = [int(t) for t in got[r]]
+        return out
+
     def generate_batch(self, prompts: list[list[int]], n_new: int) -> Generation:
         """Greedy decoding of equal-length prompts together; tokens of the first sequence returned,
         n_decode counts the decode steps (tokens per sequence)."""

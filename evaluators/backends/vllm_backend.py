@@ -212,6 +212,14 @@ class VllmRuntime(Runtime):
                 tokens[out.request_id].extend(new)
         return t0, arrivals, tokens
 
+    def generate_many(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
+        """All prompts at once, as vLLM serves them (greedy, the end of sequence ignored)."""
+        from vllm.inputs import TokensPrompt
+
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(map(int, p))) for p in prompts],
+                                 self._params(max_tokens=n_new, ignore_eos=True), use_tqdm=False)
+        return [[int(t) for t in o.outputs[0].token_ids][:n_new] for o in outs]
+
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         t0, arrivals, tokens = self._serve([prompt], n_new + 1)
         (rid,) = arrivals

@@ -3,6 +3,7 @@
 uses: a bootstrap over the units both sides share (windows resampled by article, documents)."""
 from __future__ import annotations
 
+from harness import generation_metrics as GM
 from harness import metrics as M
 from core.names import REFERENCE_VARIANT, variant_key
 from harness.evidence import CellEvidence, clusters, collect, reference
@@ -15,7 +16,9 @@ from evaluators.stats import Bootstrap
 # policy key -> the window quantity it bounds
 OWN = {"max_ppl_increase_pct": M.PPL_INCREASE, "max_kld_mean": M.KLD_MEAN, "max_kld_median": M.KLD_MEDIAN,
        "max_kld_p90": M.KLD_P90, "max_kld_p99": M.KLD_P99, "max_kld_p999": M.KLD_P999, "max_kld_max": M.KLD_MAX,
-       "min_top1_agreement": M.TOP1, "max_delta_p_rms": M.DELTA_P_RMS, "min_cor_ln_ppl": M.COR_LN_PPL}
+       "min_top1_agreement": M.TOP1, "max_delta_p_rms": M.DELTA_P_RMS, "min_cor_ln_ppl": M.COR_LN_PPL,
+       "max_loop_rate_increase": GM.LOOP_RATE_INCREASE, "max_degenerate_rate_increase": GM.DEGENERATE_RATE_INCREASE,
+       "min_identical_at_32": GM.IDENTICAL_AT[32], "min_median_tokens_to_divergence": GM.MEDIAN_DIVERGENCE}
 VS_BASELINE = {"max_ppl_increase_pct_points": M.PPL_INCREASE, "max_kld_mean_increase": M.KLD_MEAN,
                "max_kld_p99_increase": M.KLD_P99, "max_kld_p999_increase": M.KLD_P999,
                "max_top1_agreement_drop": M.TOP1, "max_delta_p_rms_increase": M.DELTA_P_RMS}
@@ -48,7 +51,7 @@ class Gate:
 
     def _method(self, q, n: int, cell: CellEvidence, both: str = "") -> str:
         over = f"{q.over} by {self.resampled_by}" if q.over == "windows" else q.over
-        text = f"paired bootstrap over {n} {over}{both}"
+        text = f"{'paired ' if q.paired or q.over != 'prompts' else ''}bootstrap over {n} {over}{both}"
         if q in KLD_QUANTITIES and cell.kld_method:
             text += f"; KLD: {cell.kld_method}"
         return text

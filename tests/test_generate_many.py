@@ -1,0 +1,40 @@
+"""Batched greedy generation gives each prompt the tokens it gets alone: transformers' left-padded batches and
+llama.cpp's several sequences in one context, prompts of different lengths."""
+from __future__ import annotations
+
+import pytest
+
+from core.cellspec import CellSpec
+
+PROMPTS = [[1, 200, 300], [1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [1, 4000], [1, 77, 88, 99, 111, 222, 333]]
+
+
+def _alone(rt, n_new: int) -> list[list[int]]:
+    return [list(rt.generate(p, n_new - 1).tokens[:n_new]) for p in PROMPTS]
+
+
+def test_transformers_batches_match_one_by_one(tiny_llama):
+    from evaluators.backends import make_runtime
+
+    rt = make_runtime(CellSpec(runtime="transformers"))
+    rt.load(tiny_llama, "hf-safetensors", 2, 128)
+    rt.GEN_BATCH = 3  # two batches, one of them padded
+    assert rt.generate_many(PROMPTS, 12) == _alone(rt, 12)
+
+
+def test_llama_cpp_sequences_match_one_by_one(tiny_llama, tmp_path):
+    pytest.importorskip("llama_cpp")
+    import subprocess
+    import sys
+
+    from core.paths import LLAMA_CPP_SRC
+    from evaluators.backends import make_runtime
+
+    gguf = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(LLAMA_CPP_SRC / "convert_hf_to_gguf.py"), str(tiny_llama), "--outtype", "f16",
+                    "--outfile", str(gguf)], check=True, capture_output=True, env={"PYTHONPATH": str(LLAMA_CPP_SRC / "gguf-py"),
+                                                                                  "PATH": "/usr/bin:/bin"})
+    rt = make_runtime(CellSpec(runtime="llama.cpp"))
+    rt.load(gguf, "gguf", 2, 128)
+    rt.GEN_SEQS = 3
+    assert rt.generate_many(PROMPTS, 12) == _alone(rt, 12)
