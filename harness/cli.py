@@ -200,9 +200,9 @@ def render_report(results_file: Path, out: Path | None) -> int:
             verdict = v
     except (OSError, ValueError):
         pass
-    from harness.gate.policy import default_limits
+    from harness.gate.policy import default_limits, default_ship
 
-    write_report(results, target, verdict=verdict, limits=default_limits())
+    write_report(results, target, verdict=verdict, limits=default_limits(), ship=None if verdict else default_ship(results))
     print(f"wrote {target}")
     return 0
 

@@ -246,9 +246,9 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     write_csv(out / "results.csv", results["rows"])
     if write_report:
         # rendered once: its own time goes to results.json and the terminal, not into the page itself
-        from harness.gate.policy import default_limits
+        from harness.gate.policy import default_limits, default_ship
 
-        write_report(results, out / "report.html", limits=default_limits())
+        write_report(results, out / "report.html", limits=default_limits(), ship=default_ship(results))
         clock.add("report (report.html)", "report", time.time() - t_report)
         results["stages"] = clock.as_list()
         results["run"]["wall_s"] = round(time.time() - t_start, 1)

@@ -27,6 +27,7 @@ tr.dec-fail td{background:#fdd} tr.dec-inconclusive td{background:#fff6d6}
 table.gen{width:100%} table.gen th{width:16em;text-align:left;vertical-align:top} table.gen td{text-align:left}
 table.gen pre{white-space:pre-wrap;margin:0;font-size:.95em} mark{background:#ffd24d} .degenerate{color:#c00;font-weight:700}
 details{margin:.4em 0;border:1px solid #eee;padding:.3em .6em} summary{cursor:pointer}
+.ship{background:#eef5ff;border-left:8px solid #36c;padding:.6em 1em;margin:.4em 0;font-size:1.05em}
 """
 
 
@@ -89,11 +90,20 @@ def _verdict_section(v: dict) -> str:
     rows.append("</table>")
     b = v["bootstrap"]
     return (f"<div class='verdict-{html.escape(word)}'><div class='verdict-big'>Release gate: {html.escape(word.upper())}</div>"
-            f"<div>{per}</div><div class='small'>policy {html.escape(str(v['policy']['source']))}; "
+            f"<div>{per}</div>{_ship_line(v.get('ship'))}<div class='small'>policy {html.escape(str(v['policy']['source']))}; "
             f"{v['counts']['pass']} rules passed, {v['counts']['fail']} failed, {v['counts']['inconclusive']} inconclusive "
             f"(inconclusive counts as {html.escape(v['policy']['on_inconclusive'])}); bootstrap {b['resamples']} resamples, "
             f"seed {b['seed']}</div></div><details><summary>Gate rules</summary>{''.join(rows)}"
             f"<p class='note'>{html.escape(v['rule_text'])}</p></details>")
+
+
+def _ship_line(ship: dict | None, preview: bool = False) -> str:
+    """The verdict's choice: the smallest (and the fastest) variant that passes, or the closest when none does."""
+    if not ship or not ship.get("summary"):
+        return ""
+    s = ship["summary"]
+    head = "What to ship, by the shipped default policy (no gate has run): " if preview else ""
+    return f"<div class='ship'>{html.escape(head)}<b>{html.escape(s[0].upper() + s[1:])}</b></div>"
 
 
 def _provenance(c: dict) -> str:
@@ -125,7 +135,7 @@ def _interval_note(results: dict) -> str:
     return html.escape(text)
 
 
-def render(results: dict, verdict: dict | None = None, limits: dict | None = None) -> str:
+def render(results: dict, verdict: dict | None = None, limits: dict | None = None, ship: dict | None = None) -> str:
     src = results["source"]
     win = results["windows"]
     env = results["environment"]
@@ -140,6 +150,8 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                  + f" · commit {html.escape(env['git_commit'][:12])}</p>")
     if verdict:
         parts.append(_verdict_section(verdict))
+    elif ship:
+        parts.append(_ship_line(ship, preview=True))
     for f in results["flags"]:
         where = f["variant"] + (f" × {f['runtime']}" if f["runtime"] else "")
         parts.append(f"<div class='flag-{f['level']}'>{html.escape(f['level'].upper())}: {html.escape(where)} — {html.escape(f['message'])}</div>")
@@ -199,10 +211,13 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                      "(as <code>vllm bench throughput</code>); TTFT is from submission to each request's first token, ITL the "
                      "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
     if not synthetic:
-        parts.append("<h2>Quality vs size</h2>" + _img(plots.quality_vs_size, "quality vs size", results, _plot_limits(verdict, limits))
+        parts.append("<h2>Quality vs size (Pareto)</h2>" + _img(plots.quality_vs_size, "quality vs size", results, _plot_limits(verdict, limits),
+                                                          (verdict or {}).get("variants"))
                      + "<p class='note'>Paired against fp16 × transformers on the same windows (ΔPPL: per-window NLL "
                      "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
-                     "spread of perplexity across windows. Dashed: the release policy's limit for every variant "
+                     "spread of perplexity across windows. The grey step is the frontier: the variants no smaller one "
+                     "beats; a red cross marks a variant that fails the gate (or is BROKEN). Dashed: the release policy's "
+                     "limit for every variant "
                      + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
     gf = generation_frame(results)
     if gf is not None and not synthetic:
@@ -272,10 +287,11 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
     return "\n".join(parts)
 
 
-def write_report(results: dict, path: Path, verdict: dict | None = None, limits: dict | None = None) -> None:
+def write_report(results: dict, path: Path, verdict: dict | None = None, limits: dict | None = None,
+                 ship: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(render(results, verdict, limits), encoding="utf-8")
+        tmp.write_text(render(results, verdict, limits, ship), encoding="utf-8")
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -51,38 +52,73 @@ def _ok_cells(results):
     return [c for c in results["cells"] if c["status"] == "ok"]
 
 
-def quality_vs_size(results, limits: dict | None = None) -> bytes | None:
-    """Paired deltas against fp16 (ΔPPL % and mean KLD, 95% CIs over the shared windows) against size
-    on disk, with the gate policy's limits drawn in: differences the unpaired PPL intervals hide show here."""
-    cells = [c for c in _ok_cells(results) if c.get("role", "measured") == "measured"]
-    points = []
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both size and loss (smaller and better), by size."""
+    best, out = float("inf"), []
+    for x, y in sorted(points):
+        if y < best:
+            out.append((x, y))
+            best = y
+    return out
+
+
+def quality_vs_size(results, limits: dict | None = None, verdicts: dict | None = None) -> bytes | None:
+    """Pareto view: size on disk (MB) against the paired loss vs fp16 (ΔPPL %, mean KLD; 95% CIs over the shared
+    windows), each variant × runtime a labelled point, the frontier of what no smaller variant beats drawn, the
+    policy's limit dashed, failing (or BROKEN) variants marked with a red cross."""
+    cells = [c for c in results["cells"] if c["status"] in ("ok", "broken") and c.get("role", "measured") == "measured"]
+    runtimes_of: dict[str, set] = {}
     for c in cells:
-        s = _metric(results, c["variant"], c["runtime"], "size_bytes")
-        r = _metric(results, c["variant"], c["runtime"], "ppl_increase_pct")
-        k = _metric(results, c["variant"], c["runtime"], "kld_mean")
-        if s and (r or k):
-            points.append((c, s["value"] / 1e6, r, k))
-    if not points:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^"}
-    for c, x, r, k in points:
-        lab = f"{c['variant']} × {c['runtime']}"
-        for ax, row in ((axes[0], r), (axes[1], k)):
-            if not row or row["value"] is None:
+        runtimes_of.setdefault(c["variant"], set()).add(c["runtime"])
+    verdicts = verdicts or {}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    marker = {"transformers": "o", "llama.cpp": "s", "vllm": "^", "transformers-compiled": "D"}
+    drawn = False
+    for ax, metric, key, title, ylabel in (
+            (axes[0], "ppl_increase_pct", "max_ppl_increase_pct", "PPL increase vs fp16 (paired)", "ΔPPL, % (95% CI)"),
+            (axes[1], "kld_mean", "max_kld_mean", "KL divergence vs fp16", "mean KLD, nats (95% CI)")):
+        pts = []
+        for c in cells:
+            s_row = _metric(results, c["variant"], c["runtime"], "size_bytes")
+            row = _metric(results, c["variant"], c["runtime"], metric)
+            if not s_row or not row or row["value"] is None:
                 continue
-            y = row["value"]
-            err = None if row["ci_low"] is None else [[y - row["ci_low"]], [row["ci_high"] - y]]
-            ax.errorbar([x], [y], yerr=err, fmt=marker.get(c["runtime"], "D"), capsize=4, color=color(c["variant"]),
-                        label=lab)
-    for ax, key, title, ylabel in ((axes[0], "max_ppl_increase_pct", "ΔPPL vs fp16 (paired)", "PPL increase, % (95% CI)"),
-                                   (axes[1], "max_kld_mean", "KL divergence vs fp16", "mean KLD, nats (95% CI)")):
+            x, y = s_row["value"] / 1e6, row["value"]
+            bad = c["status"] == "broken" or verdicts.get(c["variant"]) == "fail"
+            err = None if row["ci_low"] is None else [[max(0.0, y - row["ci_low"])], [max(0.0, row["ci_high"] - y)]]
+            ax.errorbar([x], [y], yerr=err, fmt=marker.get(c["runtime"], "o"), capsize=4, color=color(c["variant"]),
+                        markersize=7, markerfacecolor="white" if bad else color(c["variant"]))
+            if bad:
+                ax.plot([x], [y], "x", color="#c00", markersize=12, markeredgewidth=2)
+            label = c["variant"] + (f" × {c['runtime']}" if len(runtimes_of[c["variant"]]) > 1 else "")
+            pts.append((x, y, label + (" (fails)" if bad else "")))
+            if not bad:
+                pts[-1] = (x, y, label)
+        if not pts:
+            continue
+        drawn = True
+        ys = sorted(p[1] for p in pts)
+        span = (ys[-1] - min(0.0, ys[0])) or 1.0
+        for i, (x, y, label) in enumerate(sorted(pts)):
+            dy = (0.04 + 0.05 * (i % 3)) * span
+            ax.annotate(label, (x, y), xytext=(x, y + dy), fontsize=8, ha="center",
+                        arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.6})
+        front = _frontier([(x, y) for x, y, lab in pts if "(fails)" not in lab])
+        if len(front) > 1:
+            fx, fy = zip(*front)
+            ax.step(fx, fy, where="post", color="#555", linewidth=1, linestyle="-", alpha=0.6, label="frontier")
         if limits and limits.get(key) is not None:
             ax.axhline(limits[key], color="#c00", linestyle="--", linewidth=1, label=f"policy limit {limits[key]:g}")
         ax.axhline(0, color="#999", linewidth=0.6)
-        ax.set_xscale("log")
-        _finish(ax, "size on disk (MB, log scale)", ylabel, title)
-    axes[1].legend(fontsize=7, loc="best")
+        xs = [p[0] for p in pts]
+        ax.set_xlim(0, max(xs) * 1.12)
+        ax.set_ylim(min(0.0, ys[0]) - 0.05 * span, ys[-1] + 0.25 * span)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        _finish(ax, "size on disk, MB", ylabel, title)
+        ax.legend(fontsize=8, loc="upper right")
+    if not drawn:
+        plt.close(fig)
+        return None
     return _png(fig)
 
 

@@ -158,6 +158,21 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy(text, "default" if path is None else str(path))
 
 
+def default_ship(results: dict) -> dict | None:
+    """What the shipped default policy would ship from these results (the report's preview when no gate ran)."""
+    try:
+        from harness.gate.rules import Gate
+        from harness.gate.ship import recommend
+        from harness.gate.verdict import per_variant
+
+        policy = load_policy(None)
+        decisions = Gate(results, policy).run()
+        return recommend(results, per_variant(decisions, policy.on_inconclusive), decisions,
+                         policy.limits_for("*")[0].get("decode_runtime"))
+    except Exception:  # the report renders without it
+        return None
+
+
 def default_limits() -> dict:
     """The shipped default policy's limits for every variant ("*"): what the report draws without a verdict."""
     try:

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from harness.gate.ship import recommend
 from harness.gate.decision import RULE_TEXT, Decision
 from harness.gate.policy import Policy
 from harness.schema import write_json_atomic
@@ -33,13 +34,16 @@ def per_variant(decisions: list[Decision], on_inconclusive: str) -> dict[str, st
 def build(decisions: list[Decision], policy: Policy, results_path: Path, results: dict,
           baseline_path: Path | None, paired_baseline: bool) -> dict:
     verdict = overall(decisions, policy.on_inconclusive)
+    variants = per_variant(decisions, policy.on_inconclusive)
+    ship = recommend(results, variants, decisions, policy.limits_for("*")[0].get("decode_runtime"))
     return {
         "schema_version": VERDICT_SCHEMA_VERSION,
         "tool": "quantcompare gate",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "verdict": verdict,
         "exit_code": EXIT_CODES[verdict],
-        "variants": per_variant(decisions, policy.on_inconclusive),
+        "variants": variants,
+        "ship": ship,
         "counts": {k: sum(d.decision == k for d in decisions) for k in ("pass", "fail", "inconclusive")},
         "rule_text": RULE_TEXT.format(level=policy.confidence),
         "results": {"path": str(results_path), "model": results["source"]["name"], "created_at": results.get("created_at"),
@@ -62,6 +66,9 @@ def markdown(doc: dict) -> str:
     icon = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
     lines = [f"## quantcompare gate: {icon[doc['verdict']]} — {doc['results']['model']}", ""]
     lines.append(" · ".join(f"`{v}` {icon[d]}" for v, d in doc["variants"].items()) or "(no rule applied)")
+    if doc.get("ship", {}).get("summary"):
+        s = doc["ship"]["summary"]
+        lines += ["", f"**{s[0].upper() + s[1:]}**"]
     lines += ["", "| variant | runtime | rule | estimate [CI] | limit | decision |", "|---|---|---|---|---|---|"]
     for r in doc["rules"]:
         ci = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["ci_low"] is not None and r["ci_low"] != r["ci_high"] else ""
