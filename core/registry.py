@@ -81,6 +81,7 @@ class QuantizerInfo:
     # how far a kernel reading these variants may land from their dequantized weights (evaluators/kernel_check)
     kernel_tolerance: KernelTolerance = KernelTolerance()
     hidden: bool = False  # an intermediate artifact other variants read (never evaluated, not listed)
+    matches: Callable[[str], bool] | None = None  # names made from a pattern (gguf-mix-4.9); `variants` lists examples
     summary: str = ""
 
 
@@ -135,7 +136,7 @@ def quantizers() -> list[QuantizerInfo]:
 
 
 def quantizer_for(variant: str) -> QuantizerInfo | None:
-    return next((q for q in _QUANTIZERS if variant in q.variants), None)
+    return next((q for q in _QUANTIZERS if variant in q.variants or (q.matches is not None and q.matches(variant))), None)
 
 
 def all_variants() -> list[str]:
@@ -164,4 +165,6 @@ def same_weights_variants() -> tuple[str, ...]:
 def variant_order(name: str) -> tuple[int, int, str]:
     """Sort key for tables and plots: each adapter's order, then its own listing order."""
     q = quantizer_for(name)
-    return (q.order, q.variants.index(name), name) if q else (999, 0, name)
+    if q is None:
+        return (999, 0, name)
+    return (q.order, q.variants.index(name) if name in q.variants else len(q.variants), name)

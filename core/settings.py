@@ -42,6 +42,8 @@ class RunOptions:
     trust_remote_code: bool = opt(False, "accept a source that ships its own modelling code (auto_map); "
                                          "transformers' built-in implementation reads it")
     allow_pickle: bool = opt(False, "accept pickle .bin weights (read with torch's weights-only loader, rewritten as safetensors)")
+    sensitivity: bool = opt(False, "first measure how much each tensor group matters (quantizing one group at a time; "
+                                   "gguf-mix variants need it and turn it on)")
     plugins: tuple[str, ...] = opt((), "modules to import that register more runtimes or quantizers (comma-separated)",
                                    flag="--plugins", metavar="MODULES")
 

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tools", type=Path, default=Path(".cache/llama.cpp-build/bin"),
                    help="folder with llama-perplexity and llama-bench (`make tools`)")
     b.add_argument("--rounds", type=int, default=3, help="alternating harness/tool speed rounds (medians compared)")
+    s = sub.add_parser("sensitivity", parents=[common_parser(compare=False)],
+                       help="how much each tensor group matters: one group at a time at its lowest type, the rest Q8_0 "
+                            "(llama-quantize probes scored on the calibration text); writes sensitivity.json and .png")
+    s.add_argument("--calib", dest="run.calib", type=Path, default=argparse.SUPPRESS, help="calibration text")
     g = sub.add_parser("gate", help="decide, with paired statistics, whether each variant may ship (exit 0 pass, 1 fail, 3 inconclusive)")
     g.add_argument("results", type=Path, nargs="?", help="results.json of a run")
     g.add_argument("--policy", type=Path, default=None, help="policy TOML (default: the shipped default policy)")
@@ -252,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             return render_report(args.results, args.out)
         if args.command == "list":
             return list_command(args.what)
+        if args.command == "sensitivity":
+            from harness.console import Console
+            from harness.sensitivity import sensitivity_command
+
+            return sensitivity_command(run_config(args, file_sections), Console())
         if args.command == "bench":
             from harness.bench import run_bench
             from harness.console import Console

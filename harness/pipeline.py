@@ -186,7 +186,14 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     console.attach_log(out / "run.log")  # once the inputs are known good: a refused run leaves OUT as it was
     console.line(f"[windows] {info['n_windows']} of {info['windows_available']} windows × {info['n_ctx']} tokens "
                  f"from {info['text_file']}, {info['scored_tokens']} scored tokens")
-    variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console)
+    sensitivity = None
+    if cfg.sensitivity and not cfg.synthetic:
+        from harness.sensitivity import run_sensitivity
+
+        with clock.stage("sensitivity (one tensor group at a time, on the calibration text)", "sensitivity"):
+            sens_path, sensitivity = run_sensitivity(source, cfg, calib, out, console)
+    variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console,
+                                      sens_path if sensitivity else None)
     for v, o in variant_outcomes.items():
         clock.add(f"build {v}", "build", o.wall_s, o.cached, o.error or "")
     if cfg.build_only:
@@ -232,6 +239,8 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     with clock.stage("results (assemble, checks)", "report"):
         results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth,
                            (gen_prompts, gen_info))
+        if sensitivity:
+            results["sensitivity"] = sensitivity
     t_report = time.time()
     try:
         from reports.html import write_report

@@ -25,7 +25,8 @@ class VariantOutcome:
     wall_s: float = 0.0  # time spent on it in this run
 
 
-def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console) -> dict[str, VariantOutcome]:
+def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console,
+                   sensitivity: Path | None = None) -> dict[str, VariantOutcome]:
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     done: dict[str, tuple[Path, Manifest]] = {}
     outcomes: dict[str, VariantOutcome] = {}
@@ -38,7 +39,7 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console)
             continue
         ctx = BuildContext(source=source, upstream=dict(done), calibration=calibration, threads=cfg.eval.threads,
                            log=console.line, progress=console.progress,
-                           device_class=this_host().device_class(cfg.awq.device))
+                           device_class=this_host().device_class(cfg.awq.device), sensitivity=sensitivity)
         try:
             key = q.cache_key(ctx)
         except UserError:

@@ -88,6 +88,7 @@ class BuildContext:
     log: Any = print
     progress: Any = None  # callable(str): one in-place progress line
     device_class: str = ""  # where the tool computes (CPU instruction sets or GPU model), for tools whose bytes depend on it
+    sensitivity: Path | None = None  # measured tensor-group sensitivity (harness/sensitivity.py), for gguf-mix variants
 
 
 class QuantizerError(RuntimeError):

@@ -219,6 +219,15 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                      "beats; a red cross marks a variant that fails the gate (or is BROKEN). Dashed: the release policy's "
                      "limit for every variant "
                      + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
+    if results.get("sensitivity"):
+        s = results["sensitivity"]
+        parts.append("<h2>Where the model is sensitive</h2>" + _img(plots.sensitivity_heatmap, "sensitivity", results)
+                     + f"<p class='note'>{s['probes']} probes made by llama-quantize with the importance matrix: every tensor "
+                     "Q8_0 except one group at the lowest type its tensors take (Q2_K where rows are multiples of 256 "
+                     "values, else Q4_0); scored on "
+                     f"{s['windows']['n_windows']} windows of the calibration text ({html.escape(s['kld_method'])}). The figure "
+                     "is the probe's KLD against fp16 minus the all-Q8_0 probe's, paired window by window "
+                     f"({s['seconds']:.0f} s for the stage). gguf-mix variants spend their bits where it is largest.</p>")
     gf = generation_frame(results)
     if gf is not None and not synthetic:
         g = results["generation"]

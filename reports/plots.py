@@ -230,3 +230,38 @@ def generation_survival(results) -> bytes | None:
     ax.legend(fontsize=8, loc="lower left")
     _finish(ax, "tokens generated", "% of prompts identical to fp16", "Greedy generations still identical to fp16 × transformers")
     return _png(fig)
+
+
+def sensitivity_heatmap(results) -> bytes | None:
+    """KLD increase when one tensor group alone is at its lowest type (the rest Q8_0): blocks × {attention,
+    feed-forward}, with the token embedding and output layer beside them."""
+    sens = results.get("sensitivity") or {}
+    rows = [r for r in sens.get("groups", []) if "kld_increase" in r]
+    blocks = sorted({r["block"] for r in rows if r.get("block") is not None})
+    if not blocks:
+        return None
+    kinds = ["attn", "ffn"]
+    grid = np.full((len(kinds), len(blocks)), np.nan)
+    for r in rows:
+        if r.get("block") is not None:
+            grid[kinds.index(r["kind"]), blocks.index(r["block"])] = r["kld_increase"][0]
+    others = [r for r in rows if r.get("block") is None]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 3.2), gridspec_kw={"width_ratios": [6, 1]})
+    im = ax.imshow(grid, aspect="auto", cmap="magma_r", vmin=0)
+    ax.set_yticks(range(len(kinds)), ["attention", "feed-forward"])
+    ax.set_xticks(range(len(blocks)), [str(b) for b in blocks], fontsize=7)
+    ax.set_xlabel("block")
+    fig.colorbar(im, ax=ax, label="KLD increase, nats")
+    ax.set_title(f"KLD added by one tensor group at its lowest type (rest Q8_0; base KLD {sens.get('base_kld', 0):.4f})")
+    if others:
+        names = [r["group"] for r in others]
+        vals = [r["kld_increase"][0] for r in others]
+        err = [[max(0.0, v - r["kld_increase"][1]) for v, r in zip(vals, others)],
+               [max(0.0, r["kld_increase"][2] - v) for v, r in zip(vals, others)]]
+        ax2.bar(range(len(vals)), vals, yerr=err, color="#843c39", capsize=3)
+        ax2.set_xticks(range(len(vals)), names, rotation=30, fontsize=8)
+        ax2.set_title("embedding / output", fontsize=9)
+        ax2.grid(axis="y", alpha=0.3)
+    else:
+        ax2.axis("off")
+    return _png(fig)

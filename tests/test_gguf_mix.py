@@ -1,0 +1,75 @@
+"""The mix's allocation (budget respected, monotone in the budget, bits where the sensitivity is) and the
+tensor-type file llama-quantize is given."""
+import re
+
+import pytest
+
+from quantizers.gguf_mix import (LADDER_32, LADDER_256, Group, Tensor, allocate, bits, predicted_bytes,
+                                 type_file_lines)
+
+
+def _groups():
+    gs = [Group("token_embd", (Tensor("token_embd.weight", 576, 576 * 4096),))]
+    for b in range(4):
+        gs.append(Group(f"blk{b}-attn", (Tensor(f"blk.{b}.attn_q.weight", 576, 576 * 576),
+                                         Tensor(f"blk.{b}.attn_k.weight", 576, 576 * 192))))
+        gs.append(Group(f"blk{b}-ffn", (Tensor(f"blk.{b}.ffn_up.weight", 576, 576 * 1536),
+                                        Tensor(f"blk.{b}.ffn_down.weight", 1536, 576 * 1536))))
+    return gs
+
+
+SENS = {"token_embd": 0.02, "blk0-attn": 0.5, "blk0-ffn": 0.01, "blk1-attn": 0.002, "blk1-ffn": 0.003,
+        "blk2-attn": 0.001, "blk2-ffn": 0.2, "blk3-attn": 0.004, "blk3-ffn": 0.002}
+
+
+def _loss(groups, level):
+    return sum(SENS[g.name] * 4.0 ** (-(g.bits(level[g.name]) - g.bits(0)) / g.n) for g in groups)
+
+
+def test_ladders_follow_the_row_length():
+    g = _groups()[2]  # blk0-ffn: up has 576-value rows (32-blocks), down 1536 (256-blocks)
+    assert g.types(0) == {"blk.0.ffn_up.weight": "q4_0", "blk.0.ffn_down.weight": "q2_k"}
+    assert g.types(99) == {"blk.0.ffn_up.weight": "q8_0", "blk.0.ffn_down.weight": "q8_0"}
+    assert bits("q4_0") == 4.5 and bits("q2_k") == 2.625 and bits("q8_0") == 8.5
+    assert LADDER_256[-1] == LADDER_32[-1] == "q8_0"
+
+
+def test_budget_respected_and_monotone():
+    groups = _groups()
+    low = sum(g.bits(0) for g in groups)
+    high = sum(g.bits(g.levels - 1) for g in groups)
+    prev_level, prev_loss = None, None
+    for frac in [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.0]:
+        budget = low + frac * (high - low)
+        level = allocate(groups, SENS, budget)
+        spent = sum(g.bits(level[g.name]) for g in groups)
+        assert spent <= budget + 1e-6
+        loss = _loss(groups, level)
+        if prev_level is not None:  # a larger budget keeps every upgrade and loses no more
+            assert all(level[k] >= prev_level[k] for k in level)
+            assert loss <= prev_loss + 1e-15
+        prev_level, prev_loss = level, loss
+    assert all(level[g.name] == g.levels - 1 for g in groups)  # the whole budget: everything Q8_0
+    with pytest.raises(Exception, match="below the smallest mix"):
+        allocate(groups, SENS, low - 1)
+
+
+def test_bits_go_where_the_sensitivity_is():
+    groups = _groups()
+    low = sum(g.bits(0) for g in groups)
+    level = allocate(groups, SENS, low + 0.15 * (sum(g.bits(g.levels - 1) for g in groups) - low))
+    assert level["blk0-attn"] > level["blk2-attn"] and level["blk2-ffn"] > level["blk1-ffn"]
+
+
+def test_tensor_type_file_names_every_tensor_exactly():
+    groups = _groups()
+    level = {g.name: 0 for g in groups} | {"blk0-attn": 4}
+    lines = type_file_lines(groups, level)
+    assert len(lines) == sum(len(g.tensors) for g in groups)
+    assert r"^blk\.0\.attn_q\.weight$=q8_0" in lines and r"^blk\.0\.ffn_down\.weight$=q2_k" in lines
+    for line in lines:
+        pattern, ty = line.split("=")
+        assert " " not in line and ty in bits.__globals__["TYPE_SIZE"]
+        hits = [t.name for g in groups for t in g.tensors if re.search(pattern, t.name)]
+        assert len(hits) == 1  # llama-quantize applies it to that tensor alone
+    assert predicted_bytes(groups, level, 1000) > 1000
