@@ -133,7 +133,9 @@ def resolve(sections: dict[str, dict]) -> RunConfig:
     tasks = build(TaskSettings, sections.get("tasks", {}), "tasks")
     awq = replace(build(AwqRecipe, sections.get("awq", {}), "awq"), device=ev.device)
     variants = run.variants or registry.default_variants()
-    _check_names("variant", variants, registry.all_variants(), "`quantcompare list variants`")
+    bad = [v for v in variants if not registry.is_variant(v)]
+    if bad or not variants:
+        raise UserError(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from `quantcompare list variants`")
     runtimes = run.runtimes or registry.default_runtimes()
     _check_names("runtime", runtimes, list(registry.runtimes()), ", ".join(registry.runtimes()))
     from evaluators.lm_eval_tasks import LOCAL_TASKS as SUPPORTED_TASKS

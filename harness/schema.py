@@ -35,6 +35,16 @@ METRICS = {
     "decode_roofline_pct": "%",
     "peak_vram_bytes": "bytes",
     "ttft_s": "s",
+    # greedy generations against fp16's (harness/generation_metrics.py)
+    "gen_identical_at_16": "fraction",
+    "gen_identical_at_32": "fraction",
+    "gen_identical_at_64": "fraction",
+    "gen_median_tokens_to_divergence": "tokens",
+    "gen_loop_rate": "fraction",
+    "gen_loop_rate_increase": "points",
+    "gen_degenerate_rate": "fraction",
+    "gen_degenerate_rate_increase": "points",
+    "gen_distinct2": "fraction",
 }
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
 # families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")

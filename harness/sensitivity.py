@@ -44,8 +44,11 @@ def run_sensitivity(source, cfg, calib: Path, out: Path, console) -> tuple[Path,
 
     t0 = time.time()
     work = out / "work" / "sensitivity"
-    settings = replace(cfg.eval, windows=SENSITIVITY_WINDOWS, window_choice="spread", window_seed=0, gen_prompts=0,
-                       kernel_check_tokens=0)
+    # what the probes' cells depend on, and nothing else of the run (so every run reuses them)
+    base_settings = type(cfg.eval)()
+    settings = replace(base_settings, n_ctx=cfg.eval.n_ctx, threads=cfg.eval.threads, kld_top_k=cfg.eval.kld_top_k,
+                       device=cfg.eval.device, windows=SENSITIVITY_WINDOWS, window_choice="spread", window_seed=0,
+                       gen_prompts=0)
     prepared = prepare_windows(source, _calibration_text(calib, work), settings, work)
     base = build_variants(source, replace(cfg, variants=("gguf-f16",)), calib, out / "artifacts", console)
     f16 = base["gguf-f16"]
@@ -57,7 +60,7 @@ def run_sensitivity(source, cfg, calib: Path, out: Path, console) -> tuple[Path,
                  f"{prepared.info['n_windows']} windows of the calibration text")
     scfg = replace(cfg, eval=settings, runtimes=("transformers", "llama.cpp"), variants=("fp16", *probes), synthetic=None)
     outcomes = build_variants(source, scfg, calib, out / "artifacts" / "probes", console)
-    jobs = plan_cells(outcomes, prepared, scfg, work, source)
+    jobs = [j for j in plan_cells(outcomes, prepared, scfg, work, source) if j.variant in ("fp16", *probes)]
     for j in jobs:  # quality only: no speed, no generation
         j.spec = j.spec.with_(speed=False, profile_decode=False, gen_prompts=None)
     from harness.cell_launcher import cell_key, evaluator_code_hash
@@ -77,8 +80,8 @@ def run_sensitivity(source, cfg, calib: Path, out: Path, console) -> tuple[Path,
             rows.append({"group": g.name, "error": getattr(c, "error", "not scored")})
             continue
         w = np.asarray(c.result["kld"]["per_window_mean"])
-        inc = bootstrap_ci(lambda ws, xs: wmean(xs[0], ws[0]), [Sample((w - base_w,))], BOOTSTRAP)
-        kld = bootstrap_ci(lambda ws, xs: wmean(xs[0], ws[0]), [Sample((w,))], BOOTSTRAP)
+        inc = bootstrap_ci(lambda ws, xs: wmean(xs[0][0], ws[0]), [Sample((w - base_w,))], BOOTSTRAP)
+        kld = bootstrap_ci(lambda ws, xs: wmean(xs[0][0], ws[0]), [Sample((w,))], BOOTSTRAP)
         m = outcomes[f"gguf-probe-{g.name}"].manifest
         rows.append({"group": g.name, "kind": g.name.split("-")[1] if g.name.startswith("blk") else g.name,
                      "block": int(g.name[3:].split("-")[0]) if g.name.startswith("blk") else None, "values": g.n,

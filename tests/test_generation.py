@@ -56,3 +56,11 @@ def test_distinct2_and_survival():
     assert distinct2(c(1)) == 0.0
     s = survival(np.array([0, 2, 4, 4]), 4)
     assert list(s) == [1.0, 0.75, 0.75, 0.5, 0.5]
+
+
+def test_every_generation_quantity_is_a_results_metric():
+    from harness.generation_metrics import GEN_QUANTITIES
+    from harness.schema import METRICS
+
+    for q in GEN_QUANTITIES:
+        assert METRICS.get(q.metric) == q.unit, q.metric
