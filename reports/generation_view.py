@@ -40,8 +40,13 @@ def generation_frame(results: dict) -> pd.DataFrame | None:
     return pd.DataFrame(out)
 
 
-def _damage(i: int, cells: list[dict], n_new: int) -> tuple:
-    degenerate = sum(bool(c["generation"]["degenerate"][i]) for c in cells)
+def _new_kinds(c: dict, ref: dict, i: int) -> list[str]:
+    """What degenerated in this continuation that did not in fp16's (fp16's own loop is not damage)."""
+    return [k for k in c["generation"]["degenerate"][i] if k not in ref["generation"]["degenerate"][i]]
+
+
+def _damage(i: int, cells: list[dict], ref: dict) -> tuple:
+    degenerate = sum(bool(_new_kinds(c, ref, i)) for c in cells)
     mean_div = sum(c["generation"]["first_divergence"][i] for c in cells) / max(1, len(cells))
     return (-degenerate, mean_div)
 
@@ -57,21 +62,25 @@ def viewer(results: dict) -> str:
     if ref is None or not others:
         return ""
     n_new = gen["n_new"]
-    order = sorted(range(len(gen["prompts"])), key=lambda i: _damage(i, others, n_new))[:VIEWER_PROMPTS]
+    order = sorted(range(len(gen["prompts"])), key=lambda i: _damage(i, others, ref))[:VIEWER_PROMPTS]
     e = html.escape
     parts = ["<div class='viewer'>"]
     for i in order:
         p = gen["prompts"][i]
         parts.append(f"<details{' open' if i == order[0] else ''}><summary><b>{e(p['set'])}</b> · {e(p['text'][:160])}"
                      f" <span class='small'>({e(p['source'])})</span></summary><table class='gen'>")
-        parts.append(f"<tr><th>fp16 × {e(ref['runtime'])} (reference)</th><td><pre>{e(ref['generation']['text'][i])}"
+        own = ref["generation"]["degenerate"][i]
+        own_tag = f"<br><span class='small'>{e(', '.join(own).upper())} (its own)</span>" if own else ""
+        parts.append(f"<tr><th>fp16 × {e(ref['runtime'])} (reference){own_tag}</th><td><pre>{e(ref['generation']['text'][i])}"
                      f"{' ⏎end' if ref['generation']['ended'][i] else ''}</pre></td></tr>")
         for c in others:
             g = c["generation"]
             same, first, rest = g["pieces"][i]
             k = g["first_divergence"][i]
-            kinds = g["degenerate"][i]
+            kinds = _new_kinds(c, ref, i)
+            same_as_ref = [k for k in g["degenerate"][i] if k not in kinds]
             tag = (f"<span class='degenerate'>{e(', '.join(kinds).upper())}</span> " if kinds else "")
+            tag += f"{e(', '.join(same_as_ref))} as fp16 · " if same_as_ref else ""
             where = "identical" if k >= n_new else f"differs at token {k}"
             parts.append(f"<tr><th>{e(c['variant'])} × {e(c['runtime'])}<br><span class='small'>{tag}{e(where)}</span></th>"
                          f"<td><pre>{e(same)}<mark>{e(first)}</mark>{e(rest)}{' ⏎end' if g['ended'][i] else ''}</pre></td></tr>")

@@ -216,7 +216,7 @@ def generation_survival(results) -> bytes | None:
              and (c["variant"], c["runtime"]) != (ref.get("variant"), ref.get("runtime"))]
     if not n_new or not cells:
         return None
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    fig, ax = plt.subplots(figsize=(11, 4.2))
     t = np.arange(n_new + 1)
     styles = ["-", "--", ":", "-."]
     runtimes = sorted({c["runtime"] for c in cells})
@@ -227,7 +227,7 @@ def generation_survival(results) -> bytes | None:
                 linewidth=2, label=f"{c['variant']} × {c['runtime']} ({100 * s[-1]:.0f}% at {n_new})")
     ax.set_xlim(0, n_new)
     ax.set_ylim(0, 102)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     _finish(ax, "tokens generated", "% of prompts identical to fp16", "Greedy generations still identical to fp16 × transformers")
     return _png(fig)
 
