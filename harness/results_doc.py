@@ -12,6 +12,7 @@ from harness import metrics
 from harness.evidence import collect
 from harness.generation_doc import attach, noise_floor_note
 from harness.generation_metrics import GEN_QUANTITIES
+from harness.mix_compare import comparisons
 from core import registry
 from core.names import REFERENCE
 from harness import provenance
@@ -203,6 +204,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                         "generation": gen_section})
     clusters = prepared.info.get("clusters")
     rows = quality_rows(evidence, clusters) + rows + task_rows(evidence, task_scores)
+    mixes = comparisons(evidence, clusters, {v: o.manifest.size_bytes for v, o in variant_outcomes.items() if o.manifest})
     for d in cell_docs:
         cont = (d.get("speed") or {}).get("contention") or {}
         if cont.get("contended"):
@@ -237,6 +239,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "variant_order": sorted(cfg.variants, key=registry.variant_order),
         "same_weights_variants": [v for v in same if v in cfg.variants],
         "generation": gen_section,
+        "mix_comparisons": mixes,
         "source": source.as_dict(),
         "environment": {**provenance.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},
         "windows": prepared.info,

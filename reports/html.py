@@ -219,6 +219,22 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                      "beats; a red cross marks a variant that fails the gate (or is BROKEN). Dashed: the release policy's "
                      "limit for every variant "
                      + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
+    if results.get("mix_comparisons"):
+        head = ("<tr><th>mix</th><th>against</th><th>runtime</th><th>size MB (mix / against)</th><th>mean KLD (mix / against)"
+                "</th><th>KLD difference [95% CI]</th><th>KLD ratio</th><th>ΔPPL difference, points [95% CI]</th></tr>")
+        body = []
+        for m in results["mix_comparisons"]:
+            k, p = m.get("kld_mean") or {}, m.get("ppl_increase_pct") or {}
+            kd, pd_ = k.get("difference") or [None] * 3, p.get("difference") or [None] * 3
+            f = lambda x, s: "—" if x is None else format(x, s)  # noqa: E731
+            body.append(f"<tr><td>{html.escape(m['mix'])}</td><td>{html.escape(m['against'])}</td><td>{html.escape(m['runtime'])}</td>"
+                        f"<td>{m['mix_mb']:.1f} / {m['against_mb']:.1f}</td><td>{f(k.get('mix'), '.4f')} / {f(k.get('against'), '.4f')}</td>"
+                        f"<td>{f(kd[0], '+.4f')} [{f(kd[1], '+.4f')}, {f(kd[2], '+.4f')}]</td><td>{f(k.get('ratio'), '.2f')}</td>"
+                        f"<td>{f(pd_[0], '+.2f')} [{f(pd_[1], '+.2f')}, {f(pd_[2], '+.2f')}]</td></tr>")
+        parts.append("<h2>Mixes against the stock types of their size</h2><table>" + head + "".join(body) + "</table>"
+                     "<p class='note'>Differences are the mix's figure minus the stock variant's, paired over the same "
+                     "windows (one bootstrap resample of articles for both): an interval below zero means the mix loses "
+                     "less.</p>")
     if results.get("sensitivity"):
         s = results["sensitivity"]
         parts.append("<h2>Where the model is sensitive</h2>" + _img(plots.sensitivity_heatmap, "sensitivity", results)

@@ -73,3 +73,29 @@ def test_tensor_type_file_names_every_tensor_exactly():
         hits = [t.name for g in groups for t in g.tensors if re.search(pattern, t.name)]
         assert len(hits) == 1  # llama-quantize applies it to that tensor alone
     assert predicted_bytes(groups, level, 1000) > 1000
+
+
+def test_mix_comparison_is_paired_and_signed():
+    import numpy as np
+
+    from harness import metrics as M
+    from harness.evidence import CellEvidence
+    from harness.mix_compare import comparisons, paired_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 0.02, size=(12, 50))  # per-token KLD of a stock variant
+    hard = rng.gamma(2.0, 1.0, size=(12, 1))  # windows differ a lot in difficulty, for both alike
+
+    def cell(v, kld, nll):
+        return CellEvidence(v, "llama.cpp", "ok", window_nll=nll, kld_tokens=kld, kld_window=kld.mean(1))
+
+    ref = cell("fp16", np.zeros((12, 50)), np.full(12, 3.0))
+    ref.runtime = "transformers"
+    stock = cell("gguf-q4_k_m-imatrix", base * hard, np.full(12, 3.05))
+    mix = cell("gguf-mix@gguf-q4_k_m", 0.8 * base * hard, np.full(12, 3.04))
+    d = paired_difference(M.KLD_MEAN, mix, stock, ref)
+    assert d.value < 0 and d.ci_high < 0  # paired: the windows' difficulty cancels
+    ev = {("fp16", "transformers"): ref, (stock.variant, "llama.cpp"): stock, (mix.variant, "llama.cpp"): mix}
+    (c,) = comparisons(ev, None, {mix.variant: 100e6, stock.variant: 105e6})
+    assert c["against"] == "gguf-q4_k_m-imatrix" and abs(c["kld_mean"]["ratio"] - 0.8) < 1e-9
+    assert c["ppl_increase_pct"]["difference"][0] < 0
