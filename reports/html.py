@@ -212,11 +212,11 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                      "gap between its later tokens. Prompts are consecutive slices of the evaluation text; EOS is ignored.</p>")
     if not synthetic:
         parts.append("<h2>Quality vs size (Pareto)</h2>" + _img(plots.quality_vs_size, "quality vs size", results, _plot_limits(verdict, limits),
-                                                          (verdict or {}).get("variants"))
+                                                          (verdict or ship or {}).get("variants"))
                      + "<p class='note'>Paired against fp16 × transformers on the same windows (ΔPPL: per-window NLL "
                      "differences; KLD: per-window means), so the intervals show what the comparison resolves, not the "
                      "spread of perplexity across windows. The grey step is the frontier: the variants no smaller one "
-                     "beats; a red cross marks a variant that fails the gate (or is BROKEN). Dashed: the release policy's "
+                     "beats; a red cross marks a variant that fails the gate (without a gate: the default policy) or is BROKEN. Dashed: the release policy's "
                      "limit for every variant "
                      + ("(the gate's policy)." if verdict else "(the shipped default policy; no gate has run).") + "</p>")
     if results.get("mix_comparisons"):

@@ -167,8 +167,9 @@ def default_ship(results: dict) -> dict | None:
 
         policy = load_policy(None)
         decisions = Gate(results, policy).run()
-        return recommend(results, per_variant(decisions, policy.on_inconclusive), decisions,
-                         policy.limits_for("*")[0].get("decode_runtime"))
+        verdicts = per_variant(decisions, policy.on_inconclusive)
+        return {**recommend(results, verdicts, decisions, policy.limits_for("*")[0].get("decode_runtime")),
+                "variants": verdicts}
     except Exception:  # the report renders without it
         return None
 
