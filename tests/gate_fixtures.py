@@ -4,6 +4,22 @@ from __future__ import annotations
 import numpy as np
 
 N_WINDOWS, N_TOKENS, N_DOCS = 40, 64, 300
+N_PROMPTS, N_NEW = 64, 32
+
+
+def generations(rng, base: list, loops: float = 0.0, drift: float = 0.0) -> dict:
+    """Greedy continuations: fp16's (base), with a share `loops` of them replaced by a loop and a share
+    `drift` parting from fp16's halfway."""
+    out = []
+    for toks in base:
+        t = list(toks)
+        u = rng.random()
+        if u < loops:
+            t = ([7, 8, 9] * N_NEW)[:N_NEW]
+        elif u < loops + drift:
+            t = t[: N_NEW // 2] + [int(x) for x in rng.integers(1000, 2000, N_NEW - N_NEW // 2)]
+        out.append(t)
+    return {"tokens": out, "ended": [False] * len(out), "blank": [False] * len(out)}
 
 
 def cell(variant, runtime, nll, kld_tokens=None, top1=None, decode=(100.0, [95.0, 100.0, 105.0]), status="ok"):
@@ -29,6 +45,9 @@ def make_results(variants: dict, seed: int = 0, windows_sha: str = "w" * 64) -> 
     base_nll = 3.0 + 0.3 * rng.standard_normal(N_WINDOWS)
     base_acc = (rng.random(N_DOCS) < 0.65).astype(float)
     cells = [cell("fp16", "transformers", base_nll)]
+    grng = np.random.default_rng(seed + 1000)  # its own stream: the other figures keep their draws
+    base_gen = [[int(x) for x in grng.integers(100, 900, N_NEW)] for _ in range(N_PROMPTS)]
+    cells[0]["generation"] = generations(grng, base_gen)
     tasks = [task_cell("fp16", "transformers", base_acc)]
     rows = [{"variant": "fp16", "runtime": "transformers", "metric": "size_bytes", "value": 2.7e8,
              "ci_low": None, "ci_high": None, "unit": "bytes"}]
@@ -49,6 +68,8 @@ def make_results(variants: dict, seed: int = 0, windows_sha: str = "w" * 64) -> 
                  status=spec.get("status", "ok"))
         if c["status"] == "failed":
             c["error"] = "exit code -9"
+        else:
+            c["generation"] = generations(grng, base_gen, spec.get("loops", 0.0), spec.get("drift", 0.0))
         cells.append(c)
         flip = rng.random(N_DOCS) < spec.get("flips", 0.0)
         tasks.append(task_cell(name, rt, np.where(flip, 1 - base_acc, base_acc)))
@@ -63,4 +84,5 @@ def make_results(variants: dict, seed: int = 0, windows_sha: str = "w" * 64) -> 
             "source": {"name": "fixture"}, "environment": {"git_commit": "0" * 40},
             "windows": {"windows_sha256": windows_sha, "tokenizer_sha256": "t" * 64, "n_windows": N_WINDOWS},
             "rows": rows, "cells": cells, "task_cells": tasks, "flags": flags, "variant_errors": errors,
+            "generation": {"n_new": N_NEW},
             "manifests": {}, "notes": []}

@@ -153,3 +153,15 @@ def test_exit_codes_outputs_and_schema(tmp_path, capsys, monkeypatch):
     assert u["baseline"]["paired"] is False and "UNPAIRED" in (tmp_path / "u" / "verdict.md").read_text()
     assert main(["gate", "--print-default-policy"]) == 0
     assert "policy_version = 1" in capsys.readouterr().out
+
+
+def test_loop_rule_catches_what_perplexity_misses():
+    """Scores as good as fp16's, but half the greedy continuations loop: the PPL rule passes, the loop rule fails."""
+    r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.001, "kld": 0.01, "loops": 0.5},
+                      "gguf-q8_0": {"ppl_shift": 0.001, "kld": 0.005, "drift": 0.5}})
+    ds = {(d.variant, d.rule): d for d in _decisions(r, load_policy(None))}
+    assert ds[("gguf-q4_k_m", "max_ppl_increase_pct")].decision == "pass"
+    loop = ds[("gguf-q4_k_m", "max_loop_rate_increase")]
+    assert loop.decision == "fail" and 35 < loop.estimate < 65 and loop.ci_low > 15
+    # drifting away from fp16 is not looping
+    assert ds[("gguf-q8_0", "max_loop_rate_increase")].decision == "pass"
