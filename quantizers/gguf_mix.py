@@ -31,6 +31,9 @@ BASE_TYPE = "q8_0"
 TYPE_SIZE = {"q2_k": (84, 256), "q3_k": (110, 256), "q4_k": (144, 256), "q5_k": (176, 256), "q6_k": (210, 256),
              "q4_0": (18, 32), "q4_1": (20, 32), "q5_0": (22, 32), "q5_1": (24, 32), "q8_0": (34, 32)}
 SENSITIVITY_FILE = "sensitivity.json"
+# bytes kept free of the budget for what the tensors' sizes do not predict: the importance matrix's metadata
+# (352 bytes on the default model) and alignment
+MARGIN_BYTES = 64 * 1024
 
 
 def bits(t: str) -> float:
@@ -177,6 +180,9 @@ class _TypedGguf(Quantizer):
         recipe["groups"] = {g.name: {"level": level[g.name], "types": sorted(set(g.types(level[g.name]).values())),
                                      "values": g.n} for g in groups}
         recipe["predicted_bytes"] = predicted_bytes(groups, level, fixed)
+        budget = getattr(self, "target_bytes", None)
+        if budget is not None and folder_size(out) > budget:
+            raise QuantizerError(f"{self.variant} came out at {folder_size(out):,} bytes, over its budget of {budget:,}")
         return Manifest(variant=self.variant, format="gguf", artifact=out.name, tool="llama.cpp llama-quantize "
                         "--imatrix --tensor-type-file", tool_versions=self.tool_versions(), recipe=recipe,
                         source_sha256=ctx.source.sha256, cache_key="", wall_time_s=round(time.time() - t0, 2),
@@ -226,7 +232,7 @@ class MixQuantizer(_TypedGguf):
             sens = hashlib.sha256(json.dumps(sorted(self._sensitivity(ctx).items())).encode()).hexdigest()
         r = {"base": BASE_TYPE, "budget": f"the size of {self.like}" if self.like else f"{self.bpw} bits per parameter",
              "allocation": "greedy by predicted KLD saved per bit (quantizers/gguf_mix.py: allocate)",
-             "sensitivity_sha256": sens}
+             "sensitivity_sha256": sens, "margin_bytes": MARGIN_BYTES}
         if self.like and self.like in ctx.upstream:
             r["budget_bytes"] = ctx.upstream[self.like][1].size_bytes
         return r
@@ -234,7 +240,8 @@ class MixQuantizer(_TypedGguf):
     def _levels(self, ctx, groups, fixed):
         sens = self._sensitivity(ctx)
         target = (ctx.upstream[self.like][1].size_bytes if self.like else self.bpw * ctx.source.n_params / 8)
-        level = allocate(groups, sens, 8.0 * (target - fixed))
+        level = allocate(groups, sens, 8.0 * (target - fixed - MARGIN_BYTES))
+        self.target_bytes = int(target)
         ctx.log(f"[{self.variant}] budget {target / 1e6:.1f} MB; predicted {predicted_bytes(groups, level, fixed) / 1e6:.1f} MB")
         return level
 
