@@ -50,7 +50,7 @@ def test_gate_fails_a_looping_runtime_whose_perplexity_passes(tmp_path):
     html = (out / "report.html").read_text()
     assert "Greedy generations vs fp16" in html and "LOOP" in html
     policy = tmp_path / "policy.toml"
-    policy.write_text('[variants."*"]\nmax_ppl_increase_pct = 10.0\nmax_loop_rate_increase = 10.0\n')
+    policy.write_text('policy_version = 1\n[variants."*"]\nmax_ppl_increase_pct = 10.0\nmax_loop_rate_increase = 10.0\n')
     g = subprocess.run([sys.executable, "-m", "harness.cli", "gate", str(out / "results.json"), "--policy", str(policy)],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert g.returncode == 1, g.stdout[-2000:] + g.stderr[-2000:]
