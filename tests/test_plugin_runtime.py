@@ -52,7 +52,8 @@ class FlatRuntime(Runtime):
 
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         t0 = time.perf_counter()
-        return Generation([self.options.favourite] * n_new, time.perf_counter() - t0 + 1e-6, 1e-6 * max(n_new, 1), n_new)
+        # the first token comes from the prefill, then n_new decode steps (evaluators.backends.base.Runtime.generate)
+        return Generation([self.options.favourite] * (n_new + 1), time.perf_counter() - t0 + 1e-6, 1e-6 * max(n_new, 1), n_new)
 
     def versions(self) -> dict[str, str]:
         return {"flat": "1"}
