@@ -71,10 +71,6 @@ class CellSpec:
         """The fields that decide the cell's result."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["key"]}
 
-    @property
-    def is_reference(self) -> bool:
-        return self.write_reference
-
     def with_(self, **changes: Any) -> "CellSpec":
         return replace(self, **changes)
 

@@ -139,11 +139,6 @@ def quantizer_for(variant: str) -> QuantizerInfo | None:
     return next((q for q in _QUANTIZERS if variant in q.variants or (q.matches is not None and q.matches(variant))), None)
 
 
-def all_variants() -> list[str]:
-    """Every variant a user may ask for."""
-    return [v for q in quantizers() if not q.hidden for v in q.variants]
-
-
 def is_variant(name: str) -> bool:
     q = quantizer_for(name)
     return q is not None and not q.hidden

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,3 @@ def resolve(sections: dict[str, dict]) -> RunConfig:
                      build_only=run.build_only, trust_remote_code=run.trust_remote_code, allow_pickle=run.allow_pickle,
                      plugins=run.plugins, sensitivity=run.sensitivity or any(v.startswith("gguf-mix") for v in variants))
 
-
-def section_fields(section: str) -> list[str]:
-    return [f.name for f in fields(SECTIONS[section])]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
-from harness.schema import READABLE_SCHEMAS, SCHEMA_VERSION
+from harness.schema import READABLE_SCHEMAS
 
 
 @dataclass

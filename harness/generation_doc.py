@@ -3,29 +3,13 @@ sequence, with the text the report's side-by-side viewer shows (the part shared 
 first differing token, the rest) and what degenerated (harness/generation.py defines all of it)."""
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from core.names import REFERENCE
 from harness.generation import Continuation, cut, degenerate_kinds, first_divergence
+from harness.shared_inputs import decode
 
 NOISE_FLOOR_MIN = 0.95  # gguf-f16 (fp16's weights) should stay identical to fp16 after n_new tokens on this share
-
-
-@lru_cache(maxsize=4)
-def _tokenizer(path: str):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
-
-
-def _decoder(source_path: Path):
-    if (Path(source_path) / "tokenizer.json").is_file():
-        tok = _tokenizer(str(source_path))
-        return lambda ids: tok.decode(list(ids), skip_special_tokens=False)
-    from harness.shared_inputs import decode
-
-    return lambda ids: decode(source_path, list(ids))
 
 
 def continuations(doc_gen: dict) -> list[Continuation]:
@@ -37,7 +21,7 @@ def attach(cell_docs: list[dict], results_by_cell: dict, prompts: list, info: di
     """Put each cell's generation into its document and return results.json's `generation` section."""
     if not prompts:
         return None
-    dec = _decoder(source_path)
+    dec = lambda ids: decode(source_path, ids)  # noqa: E731
     eos = info.get("eos_ids", [])
     for d in cell_docs:
         gen = results_by_cell.get((d["variant"], d["runtime"]))

@@ -8,7 +8,7 @@ import numpy as np
 
 from evaluators.stats import wmean
 from harness import generation as G
-from harness.metrics import NotMeasured, Quantity, _pct, _same_units
+from harness.metrics import NotMeasured, Quantity, _pct
 
 P = "prompts"
 
@@ -44,7 +44,7 @@ def _loops(cell, _ref):
 
 def _loop_change(cell, ref):
     a, r = _pair(cell, ref)
-    return _same_units(G.loops(a) - G.loops(r), G.loops(r), cell, ref)[:1]
+    return (G.loops(a) - G.loops(r),)
 
 
 def _degenerate(cell, ref):

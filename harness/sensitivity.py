@@ -9,7 +9,6 @@ figure is its probe's per-window mean KLD minus the all-Q8_0 probe's, paired win
 bootstrap over the windows (they are resampled one by one: the calibration text has no articles)."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from evaluators.windows import Windows, article_starts, build_windows, window_clusters
@@ -96,15 +97,21 @@ def prepare_windows(source, text_file: Path, settings, work_dir: Path) -> Prepar
     return Prepared(win, path, info, sanity, probe)
 
 
-def decode(source_path: Path, ids: list[int]) -> str:
-    """Text of token ids; through the `tokenizers` library when the source has a tokenizer.json
-    (no transformers import: a cached re-run stays fast)."""
+@lru_cache(maxsize=4)
+def _decoder(source_path: str):
+    """The source's tokenizer for decoding, loaded once: through the `tokenizers` library when the source has a
+    tokenizer.json (no transformers import: a cached re-run stays fast)."""
     tj = Path(source_path) / "tokenizer.json"
     if tj.is_file():
         from tokenizers import Tokenizer
 
-        return Tokenizer.from_file(str(tj)).decode(ids, skip_special_tokens=False)
-    return _tokenizer(source_path).decode(ids, skip_special_tokens=False)
+        return Tokenizer.from_file(str(tj))
+    return _tokenizer(Path(source_path))
+
+
+def decode(source_path: Path, ids: list[int]) -> str:
+    """Text of token ids, with the source's own tokenizer."""
+    return _decoder(str(source_path)).decode([int(t) for t in ids], skip_special_tokens=False)
 
 
 def calibration_texts(calib_file: Path) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.registry import register_quantizer
-from quantizers.base import BuildContext, Manifest, Quantizer, QuantizerError, file_sha256, folder_size, run_tool
+from quantizers.base import BuildContext, Manifest, Quantizer, QuantizerError, folder_size, run_tool
 from quantizers.gguf import llama_cpp_python_version
 from quantizers.llama_tools import IMATRIX_VARIANT, llama_tool
 
@@ -30,7 +30,6 @@ BASE_TYPE = "q8_0"
 # llama.cpp's bytes per block and values per block (ggml's type traits)
 TYPE_SIZE = {"q2_k": (84, 256), "q3_k": (110, 256), "q4_k": (144, 256), "q5_k": (176, 256), "q6_k": (210, 256),
              "q4_0": (18, 32), "q4_1": (20, 32), "q5_0": (22, 32), "q5_1": (24, 32), "q8_0": (34, 32)}
-SENSITIVITY_FILE = "sensitivity.json"
 # bytes kept free of the budget for what the tensors' sizes do not predict: the importance matrix's metadata
 # (352 bytes on the default model) and alignment
 MARGIN_BYTES = 64 * 1024
@@ -56,10 +55,6 @@ class Tensor:
 class Group:
     name: str  # token_embd | output | blk3-attn | blk3-ffn
     tensors: tuple[Tensor, ...]
-
-    @property
-    def pattern(self) -> str:
-        return "^(" + "|".join(re.escape(t.name) for t in self.tensors) + ")$"
 
     @property
     def n(self) -> int:
@@ -261,6 +256,3 @@ register_quantizer(variants=("gguf-mix-4.9", "gguf-mix@gguf-q4_k_m"), order=2, m
                    summary="a bits budget (gguf-mix-<bpw>, or gguf-mix@<variant> for that variant's size) spent by "
                            "measured sensitivity, llama-quantize --tensor-type-file with the imatrix")(MixQuantizer)
 
-
-def sensitivity_key(parts: list) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

@@ -92,8 +92,6 @@ def quality_vs_size(results, limits: dict | None = None, verdicts: dict | None =
                 ax.plot([x], [y], "x", color="#c00", markersize=12, markeredgewidth=2)
             label = c["variant"] + (f" × {c['runtime']}" if len(runtimes_of[c["variant"]]) > 1 else "")
             pts.append((x, y, label + (" (fails)" if bad else "")))
-            if not bad:
-                pts[-1] = (x, y, label)
         if not pts:
             continue
         drawn = True
