@@ -99,7 +99,7 @@ def test_int4_model_matches_the_dequantized_reference(tiny_awq):
     def layer_bytes(model):
         return sum(t.numel() * t.element_size() for t in list(model.model.layers.parameters())
                    + list(model.model.layers.buffers()))
-    ratio = layer_bytes(rt.model) / layer_bytes(ref.model)  # against float32
+    ratio = layer_bytes(rt.hf_model) / layer_bytes(ref.model)  # against float32
     assert 4.0 / 32 < ratio < 4.6 / 32, ratio
     assert "aten._weight_int4pack_mm_for_cpu" in rt.compute_dtype()
 
@@ -142,9 +142,10 @@ def test_decode_profile_summary_per_token():
 
 
 def test_a_step_that_fails_to_compile_falls_back_to_eager_and_says_so(tiny_qwen3):
+    """transformers' modules (decoder "transformers"); the fused decoder's layer: tests/test_fused_decoder.py."""
     from evaluators.backends.compiled_backend import CompiledRuntime
 
-    rt = CompiledRuntime()
+    rt = CompiledRuntime(decoder="transformers")
     rt.load(tiny_qwen3, "hf-safetensors", 2, 128)
 
     def broken(*a, **k):

@@ -9,18 +9,21 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 def make_tiny_model(dest: Path, arch: str, tokenizer_dir: Path, seed: int = 0, hidden: int = 256,
                     layers: int = 2, channel_spread: float = 0.0, dtype: str = "float16") -> Path:
-    """A 2-layer Llama or Qwen3 with the embedded model's tokenizer.
+    """A 2-layer Llama, Qwen2 or Qwen3 with the embedded model's tokenizer.
 
     channel_spread > 0 multiplies each input channel of every decoder linear by a log-normal
     factor, so weight magnitudes differ per channel as in trained models (random init is flat)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                              Qwen3ForCausalLM)
 
     common = dict(vocab_size=49152, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                   bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
     if arch == "llama":
         config, cls = LlamaConfig(**common), LlamaForCausalLM
+    elif arch == "qwen2":  # biases on q, k and v
+        config, cls = Qwen2Config(**common), Qwen2ForCausalLM
     elif arch == "qwen3":
         config, cls = Qwen3Config(head_dim=hidden // 4, **common), Qwen3ForCausalLM
     else:

@@ -33,17 +33,28 @@ def dequantize_gemm(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.T
 def read_awq_checkpoint(path, device: str = "cpu"):
     """An AutoAWQ GEMM checkpoint folder: (the model's config without its quantization_config, the group
     size, every tensor of its safetensors files on `device`). 4-bit GEMM only."""
-    import json
-
     from safetensors.torch import load_file
-    from transformers import AutoConfig
 
-    cfg_dict = json.loads((path / "config.json").read_text())
-    qcfg = cfg_dict.pop("quantization_config")
+    config, qcfg = _read_config(path)
     if qcfg.get("bits", qcfg.get("w_bit", 4)) != 4 or str(qcfg.get("version", "gemm")).lower() != "gemm":
         raise ValueError(f"only 4-bit AWQ GEMM checkpoints are supported, got {qcfg}")
     group = int(qcfg.get("group_size", qcfg.get("q_group_size")))
     state: dict = {}
     for f in sorted(path.glob("*.safetensors")):
         state.update(load_file(f, device=device))
-    return AutoConfig.for_model(**cfg_dict), group, state
+    return config, group, state
+
+
+def read_awq_config(path):
+    """The model's config of an AWQ checkpoint folder, without its quantization_config."""
+    return _read_config(path)[0]
+
+
+def _read_config(path):
+    import json
+
+    from transformers import AutoConfig
+
+    cfg_dict = json.loads((path / "config.json").read_text())
+    qcfg = cfg_dict.pop("quantization_config")
+    return AutoConfig.for_model(**cfg_dict), qcfg

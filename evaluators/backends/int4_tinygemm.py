@@ -81,6 +81,18 @@ class Int4Linear(torch.nn.Module):
                                                            self.scales_and_zeros)
         return y.reshape(*shape[:-1], self.out_features)
 
+    def rows(self, start: int, stop: int) -> "Int4Linear":
+        """Output rows start..stop as a layer sharing this one's packed weight (a view). The packing keeps
+        blocks of output rows apart: 8 on CUDA (tinygemm's n-tiles), 64 on CPU (its kernel's BLOCK_N, the
+        last block shorter); a view must start and end on them. Its scales and zeros are copied."""
+        block = 8 if self._cuda else 64
+        if start % block or (stop % block and stop != self.out_features):
+            raise ValueError(f"rows {start}..{stop} of a packed INT4 layer: the packing keeps output rows in "
+                             f"blocks of {block}")
+        w = self.weight_int4[start // 8: stop // 8] if self._cuda else self.weight_int4[start:stop]
+        sz = self.scales_and_zeros[:, start:stop].contiguous()
+        return Int4Linear(PackedInt4(w, sz, self.group, self.in_features, stop - start))
+
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, group={self.group}"
 
@@ -96,40 +108,47 @@ def check_layer(layer: Int4Linear, qweight, qzeros, scales, group: int, seed: in
     return {"rel_err": rel, "shape": [layer.in_features, layer.out_features]}
 
 
-def load_awq_int4(path: Path, device: str, dtype: torch.dtype, check_tol: float = 2e-2):
+def load_awq_int4(path: Path, device: str, dtype: torch.dtype, check_tol: float = 2e-2, fuse: bool = False):
     """An HF causal LM from an AWQ GEMM checkpoint whose quantized linears are Int4Linear; every other
     weight (embeddings, norms, head) in `dtype`. Built on the meta device, so no full-precision copy of
-    the quantized layers is ever allocated. Returns (model, facts)."""
+    the quantized layers is ever allocated. fuse: each layer's q/k/v and gate/up tensors concatenated
+    before packing (evaluators/backends/fusion.py), the model's modules row-views of the fused packing.
+    Returns (model, facts, fused: per layer {'qkv', 'gate_up'} Proj, or None)."""
     from transformers import AutoModelForCausalLM
+
+    from evaluators.backends import fusion
+    from evaluators.backends.fused_decoder import Proj
 
     config, group, state = read_awq_checkpoint(path, device)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    check, dense, n_quant, high_first = None, {}, 0, True
+    packer = _CheckedPacker(group, dtype, device, check_tol)
+    n_quant, fused = 0, None
+    if fuse:
+        layer_prefixes = [f"model.layers.{i}" for i in range(config.num_hidden_layers)]
+        groups = fusion.awq_group_names(state, layer_prefixes)
+        fused = [{} for _ in layer_prefixes]
+        for lp, name, prefixes in groups:
+            qw, qz, sc, sizes = fusion.concat_awq(state, prefixes)
+            whole = packer.pack(qw, qz, sc, f"{lp}.{name}")
+            fused[layer_prefixes.index(lp)][name] = Proj(whole.weight_int4, None, whole.scales_and_zeros)
+            at = 0
+            for p, n in zip(prefixes, sizes):
+                part = whole.rows(at, at + n)
+                if not packer.views_checked:  # the first group's views against their own dequantized weights
+                    packer.check_view(part, qw, qz, sc, at, n, p)
+                _install(model, p, part, config)
+                at += n
+                n_quant += 1
+            packer.views_checked = True
+        if any(len(f) != len(fusion.GROUPS) for f in fused):
+            raise ValueError("fusing needs every layer's q/k/v and gate/up projections quantized")
     for name in [n for n in state if n.endswith(".qweight")]:
         prefix = name[: -len(".qweight")]
         qw, qz, sc = state.pop(name), state.pop(prefix + ".qzeros"), state.pop(prefix + ".scales")
-        layer = Int4Linear(pack_awq(qw, qz, sc, group, dtype, high_first=high_first))
-        if check is None:  # the first layer is checked against its dequantized weights at once
-            check = check_layer(layer, qw, qz, sc, group)
-            if not check["rel_err"] < check_tol and device.startswith("cuda"):
-                # the CUDA packing op's nibble order changed once (torch 2.5): the other order, if it is exact
-                other = Int4Linear(pack_awq(qw, qz, sc, group, dtype, high_first=False))
-                c2 = check_layer(other, qw, qz, sc, group)
-                if c2["rel_err"] < check_tol:
-                    layer, check, high_first = other, dict(c2, nibble_order="low first"), False
-            if not check["rel_err"] < check_tol:
-                raise RuntimeError(f"the INT4 kernel disagrees with the AWQ weights of {prefix}: relative error "
-                                   f"{check['rel_err']:.3g} (tolerance {check_tol})")
-        parent_name, _, child = prefix.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        old = getattr(parent, child)
-        if not isinstance(old, torch.nn.Linear) or old.bias is not None:
-            raise ValueError(f"{prefix} is not a bias-free linear layer in {config.model_type}")
-        setattr(parent, child, layer)
+        _install(model, prefix, packer.pack(qw, qz, sc, prefix), config)
         n_quant += 1
-    for name, t in state.items():
-        dense[name] = t.to(dtype) if t.is_floating_point() else t
+    dense = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
     missing, unexpected = model.load_state_dict(dense, strict=False, assign=True)
     missing = [m for m in missing if not (m == "lm_head.weight" and config.tie_word_embeddings)
                and not m.endswith((".weight_int4", ".scales_and_zeros"))]
@@ -141,7 +160,55 @@ def load_awq_int4(path: Path, device: str, dtype: torch.dtype, check_tol: float 
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise RuntimeError(f"tensors left unloaded after reading the AWQ checkpoint: {left[:3]}")
-    return model.eval(), {"quantized_linears": n_quant, "group_size": group, "first_layer_check": check}
+    facts = {"quantized_linears": n_quant, "group_size": group, "first_layer_check": packer.first_check}
+    if fuse:
+        facts["fused_view_check"] = packer.view_check
+    return model.eval(), facts, fused
+
+
+def _install(model, prefix: str, layer: "Int4Linear", config) -> None:
+    parent_name, _, child = prefix.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = getattr(parent, child)
+    if not isinstance(old, torch.nn.Linear) or old.bias is not None:
+        raise ValueError(f"{prefix} is not a bias-free linear layer in {config.model_type}")
+    setattr(parent, child, layer)
+
+
+class _CheckedPacker:
+    """Packs AWQ tensors for the kernel; the first layer packed is checked against its dequantized weights
+    (and, where the CUDA packing op's nibble order is the other one, repacked that way)."""
+
+    def __init__(self, group: int, dtype, device: str, tol: float) -> None:
+        self.group, self.dtype, self.device, self.tol = group, dtype, device, tol
+        self.high_first, self.first_check, self.view_check = True, None, None
+        self.views_checked = False
+
+    def pack(self, qw, qz, sc, where: str) -> "Int4Linear":
+        layer = Int4Linear(pack_awq(qw, qz, sc, self.group, self.dtype, high_first=self.high_first))
+        if self.first_check is None:
+            check = check_layer(layer, qw, qz, sc, self.group)
+            if not check["rel_err"] < self.tol and self.device.startswith("cuda"):
+                # the CUDA packing op's nibble order changed once (torch 2.5): the other order, if it is exact
+                other = Int4Linear(pack_awq(qw, qz, sc, self.group, self.dtype, high_first=False))
+                c2 = check_layer(other, qw, qz, sc, self.group)
+                if c2["rel_err"] < self.tol:
+                    layer, check, self.high_first = other, dict(c2, nibble_order="low first"), False
+            if not check["rel_err"] < self.tol:
+                raise RuntimeError(f"the INT4 kernel disagrees with the AWQ weights of {where}: relative error "
+                                   f"{check['rel_err']:.3g} (tolerance {self.tol})")
+            self.first_check = dict(check, layer=where)
+        return layer
+
+    def check_view(self, part: "Int4Linear", qw, qz, sc, at: int, n: int, where: str) -> None:
+        cols = slice(at // 8, (at + n) // 8)  # AWQ packs eight output columns per int32
+        check = check_layer(part, qw[:, cols], qz[:, cols], sc[:, at:at + n], self.group)
+        if not check["rel_err"] < self.tol:
+            raise RuntimeError(f"a row-view of the fused INT4 packing disagrees with {where}'s weights: relative "
+                               f"error {check['rel_err']:.3g}")
+        worst = self.view_check["rel_err"] if self.view_check else -1.0
+        if check["rel_err"] > worst:
+            self.view_check = dict(check, layer=where)
 
 
 def _rebuild_rotary(model, config, device: str) -> None:
