@@ -31,6 +31,15 @@ class _Slot:
     graph: object = None
 
 
+def _raise_recompile_limit(n: int) -> None:
+    """One code object (the layer function) is compiled once per batch size and per model in a process;
+    torch's default limit (8) would turn later compilations into hard failures."""
+    cfg = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(cfg, name):
+            setattr(cfg, name, max(getattr(cfg, name), n))
+
+
 class GraphDecoder:
     def __init__(self, decoder: FusedDecoder, device: str, mode: str | None = None, batch1_len: int = 0,
                  notes: list[str] | None = None) -> None:
@@ -45,6 +54,7 @@ class GraphDecoder:
         self.compile_error: str | None = None
         self._compiled = None
         if self.mode != "eager":
+            _raise_recompile_limit(64)
             self._compiled = torch.compile(self._layer, mode=self.mode, fullgraph=True, dynamic=False)
             decoder.layer = self._compiled_layer
 
@@ -77,22 +87,39 @@ class GraphDecoder:
         d.ensure_rope(length)
         s = _Slot(d.new_cache(batch, length), torch.zeros(batch, 1, dtype=torch.long, device=self.device),
                   torch.zeros(1, dtype=torch.long, device=self.device), torch.arange(length, device=self.device))
-        for _ in range(2):  # compiles (first call), then settles the allocator before a capture
-            try:
-                self._run_step(s)
-            except Exception as e:  # noqa: BLE001 (inductor/dynamo errors have no common base class)
-                if d.layer == self._layer:
-                    raise
-                self._fall_back(e)
-                self._run_step(s)
+        try:
+            self._run_step(s)  # the first call compiles
+        except Exception as e:  # noqa: BLE001 (inductor/dynamo errors have no common base class)
+            if d.layer == self._layer:
+                raise
+            self._fall_back(e)
+            self._run_step(s)
         if self.graphs:
-            torch.cuda.synchronize()
+            s.graph = self._capture(s)
+        else:
+            self._run_step(s)
+        self._slots[batch] = s
+        return s
+
+    def _capture(self, s: _Slot):
+        """The step as one CUDA graph (warmed up on a side stream first, as PyTorch's CUDA-graph notes ask);
+        if capturing fails, the step runs uncaptured and the failure is on record."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._run_step(s)
+        torch.cuda.current_stream().wait_stream(side)
+        try:
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g):
                 self._run_step(s)
-            s.graph = g
-        self._slots[batch] = s
-        return s
+            return g
+        except Exception as e:  # noqa: BLE001
+            torch.cuda.synchronize()
+            self.graphs = False
+            self.notes.append(f"CUDA GRAPH CAPTURE FAILED, decode ran the step uncaptured: {type(e).__name__}: {e}"[:400])
+            return None
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
