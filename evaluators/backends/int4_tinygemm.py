@@ -141,6 +141,8 @@ def load_awq_int4(path: Path, device: str, dtype: torch.dtype, check_tol: float 
                 at += n
                 n_quant += 1
             packer.views_checked = True
+            if device.startswith("cuda"):  # the group's unpacked transients back to the driver (see fusion.py)
+                torch.cuda.empty_cache()
         if any(len(f) != len(fusion.GROUPS) for f in fused):
             raise ValueError("fusing needs every layer's q/k/v and gate/up projections quantized")
     for name in [n for n in state if n.endswith(".qweight")]:

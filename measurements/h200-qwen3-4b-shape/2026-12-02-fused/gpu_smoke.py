@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository before any site 'tests' package
 from evaluators.backends.compiled_backend import CompiledRuntime
 from evaluators.backends.transformers_backend import TransformersRuntime
 from tests.test_compiled_decode import random_awq

@@ -26,6 +26,7 @@ LLAMA_FLAGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_SHARED_LIBS=ON
 . "$(dirname "${BASH_SOURCE[0]}")/../../gpu-jobs/payload_setup.sh"  # setup(): the payload installed on the host
 
 build_llama_cuda() {
+  while pgrep -x cmake > /dev/null; do sleep 5; done  # an earlier job's build
   [ -f runs/cuda-build/bin/libllama.so ] && return 0  # built by an earlier job on this machine
   # shellcheck disable=SC2086
   cmake -S "$DEV"/llama.cpp -B runs/cuda-build $LLAMA_FLAGS -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
