@@ -143,8 +143,9 @@ def speed_bars(results) -> bytes | None:
     cells = [c for c in _ok_cells(results) if c.get("speed")]
     if not cells:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    labels = [f"{c['variant']}\n{c['runtime']}" for c in cells]
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.0 * len(cells)), 3.8))
+    # long names wrap at their hyphens, so neighbouring labels never overlap
+    labels = [f"{c['variant']}\n{c['runtime'].replace('-', '-' + chr(10))}" for c in cells]
     for ax, name in zip(axes, ("prefill", "decode")):
         vals, lo, hi = [], [], []
         for c in cells:

@@ -122,7 +122,6 @@ class CompiledRuntime(TorchDecodeMixin):
         fused = FusedDecoder.from_model(model, layer_projections(model, fused_int4), self.attention)
         self.model = FusedCausalLM(fused, model)
         self.decoder = GraphDecoder(fused, self.device, self.mode, batch1_len=self.batch1_len, notes=self.notes)
-        self.facts = dict(self.facts, decoder="fused", attention=self.attention)
         graph = ", the whole step captured in one CUDA graph" if self.decoder.graphs else ""
         self.notes.append(f"decode: fused decoder (q/k/v and gate/up projections fused at load time), static KV "
                           f"cache, one-token attention '{self.attention}', layer step compiled by torch.compile "
@@ -148,6 +147,8 @@ class CompiledRuntime(TorchDecodeMixin):
 
     def compute_dtype(self) -> str:
         dt = str(self.dtype).replace("torch.", "")
-        if self.facts:
-            return f"int4 weights (AWQ via {self.kernel}), {dt} activations" + ("" if self.device == "cpu" else f" on {self.device}")
-        return dt + ("" if self.device == "cpu" else f" on {self.device}")
+        where = "" if self.device == "cpu" else f" on {self.device}"
+        how = f"; fused decoder, attention '{self.attention}'" if self.decoder_kind == "fused" else ""
+        if self.facts.get("quantized_linears"):
+            return f"int4 weights (AWQ via {self.kernel}), {dt} activations{where}{how}"
+        return f"{dt}{where}{how}"

@@ -159,7 +159,10 @@ def load_policy(path: Path | None) -> Policy:
 
 
 def default_ship(results: dict) -> dict | None:
-    """What the shipped default policy would ship from these results (the report's preview when no gate ran)."""
+    """What the shipped default policy would ship from these results (the report's preview when no gate ran);
+    None for a performance-only run (synthetic weights), whose quality was not measured."""
+    if (results.get("source") or {}).get("origin") == "synthetic":
+        return None
     try:
         from harness.gate.rules import Gate
         from harness.gate.ship import recommend
