@@ -35,7 +35,8 @@ class CompiledOptions:
                            choices=(None, "default", "reduce-overhead", "max-autotune", "eager"))
     decoder: str = opt("fused", "fused: Llama-family layers over fused q/k/v and gate/up projections; "
                                 "transformers: the model's own modules", choices=("fused", "transformers"))
-    attention: str = opt("sdpa-grouped", "the fused decoder's one-token attention over the static cache",
+    attention: str = opt("matmul", "the fused decoder's one-token attention over the static cache (matmul: the "
+                                   "fastest on an H200, measurements/h200-qwen3-4b-shape/2026-12-02-fused)",
                          choices=("sdpa", "sdpa-grouped", "sdpa-efficient", "matmul", "flex"))
 
 
@@ -54,7 +55,7 @@ class CompiledRuntime(TorchDecodeMixin):
         return "single"  # a static cache and CUDA graphs on one GPU
 
     def __init__(self, device: str = "cpu", batch1_len: int = 0, mode: str | None = None, decoder: str = "fused",
-                 attention: str = "sdpa-grouped") -> None:
+                 attention: str = "matmul") -> None:
         from evaluators.backends.decode_attention import check_kind
 
         check_kind(attention, device)
