@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluators.backends.fused_decoder import FusedDecoder, layer_forward, visible
-from evaluators.backends.static_decode import StaticRun
+from evaluators.backends.static_decode import StaticRun, cache_length, sync
 
 
 @dataclass
@@ -122,18 +122,16 @@ class GraphDecoder:
             return None
 
     def _sync(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(self.device)
 
     def generate(self, prompts: list[list[int]], n_new: int, keep_logits: bool = False,
                  cache_len: int | None = None) -> StaticRun:
         """Greedy: prefill the equal-length prompts together, then n_new single-token steps."""
         batch, n_prompt = len(prompts), len(prompts[0])
-        need = max(n_prompt + n_new + 1, self.batch1_len if batch == 1 else 0)
         first = batch not in self.first_call_s
         tc = time.perf_counter()
         with torch.no_grad():
-            s = self._slot(batch, cache_len or -(-need // 128) * 128)
+            s = self._slot(batch, cache_length(batch, n_prompt, n_new, self.batch1_len, cache_len))
             setup_s = time.perf_counter() - tc
             d = self.decoder
             x = torch.tensor(prompts, dtype=torch.long, device=self.device)

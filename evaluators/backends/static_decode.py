@@ -22,6 +22,18 @@ class StaticRun:
     step_logits: list = field(default_factory=list)  # [batch, vocab] per decode step, when asked for
 
 
+def cache_length(batch: int, n_prompt: int, n_new: int, batch1_len: int, cache_len: int | None = None) -> int:
+    """The static cache's length for a run: attention reads the whole cache at every step, so as short as the run
+    allows, in steps of 128; at batch 1 at least batch1_len, so short runs share the timed run's cache and graph."""
+    need = max(n_prompt + n_new + 1, batch1_len if batch == 1 else 0)
+    return cache_len or -(-need // 128) * 128
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 class StaticDecoder:
     def __init__(self, model, device: str, mode: str | None = None, batch1_len: int = 0,
                  notes: list[str] | None = None) -> None:
@@ -68,16 +80,13 @@ class StaticDecoder:
         return cache
 
     def _sync(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(self.device)
 
     def generate(self, prompts: list[list[int]], n_new: int, keep_logits: bool = False,
                  cache_len: int | None = None) -> StaticRun:
         """Greedy: prefill the equal-length prompts together, then n_new compiled single-token steps."""
         batch, n_prompt = len(prompts), len(prompts[0])
-        # attention reads the whole static cache at every step: as short as the run allows, in steps of 128
-        need = max(n_prompt + n_new + 1, self.batch1_len if batch == 1 else 0)
-        cache = self._cache(batch, cache_len or -(-need // 128) * 128)
+        cache = self._cache(batch, cache_length(batch, n_prompt, n_new, self.batch1_len, cache_len))
         graphs = self.device.startswith("cuda") and self.mode == "reduce-overhead"
         first = batch not in self.first_call_s
         with torch.no_grad():
