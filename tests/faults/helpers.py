@@ -55,9 +55,17 @@ def private_copy(model: Path, tmp: Path, name: str = "model") -> Path:
     return dst
 
 
+def as_foreground_job() -> None:
+    """preexec_fn: Ctrl-C at its default, as in a shell's foreground job. A test run started in the background
+    (`make test &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: the interrupted
+    run would go on to the end (the SIGINT tests' old flake)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], tmp: Path, **extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env_for(tmp, **extra), start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env_for(tmp, **extra), start_new_session=True,
+                            preexec_fn=as_foreground_job)
 
 
 def wait_for(proc: subprocess.Popen, needle: str, timeout: float = 600) -> str:
