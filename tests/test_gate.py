@@ -165,3 +165,12 @@ def test_loop_rule_catches_what_perplexity_misses():
     assert loop.decision == "fail" and 35 < loop.estimate < 65 and loop.ci_low > 15
     # drifting away from fp16 is not looping
     assert ds[("gguf-q8_0", "max_loop_rate_increase")].decision == "pass"
+
+
+def test_the_report_previews_a_ship_choice_only_where_quality_was_measured():
+    from harness.gate.policy import default_ship
+
+    r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.01, "kld": 0.01}})
+    assert default_ship(r) is not None and "summary" in default_ship(r)
+    r["source"] = {"name": "synthetic qwen3-4b shape", "origin": "synthetic"}  # performance only
+    assert default_ship(r) is None
