@@ -47,7 +47,9 @@ class GraphDecoder:
         step is captured in a CUDA graph either way."""
         self.decoder, self.device, self.batch1_len = decoder, device, batch1_len
         self.notes = notes if notes is not None else []
-        self.mode = "default" if mode in (None, "reduce-overhead") else mode
+        # the step is captured by hand: torch.compile's own CUDA graphs (reduce-overhead, max-autotune) stay off
+        self.mode = {None: "default", "reduce-overhead": "default",
+                     "max-autotune": "max-autotune-no-cudagraphs"}.get(mode, mode)
         self.graphs = device.startswith("cuda")
         self._slots: dict[int, _Slot] = {}
         self.first_call_s: dict[int, float] = {}
