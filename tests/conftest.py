@@ -33,3 +33,11 @@ def tiny_qwen3(tmp_path_factory, tokenizer_dir) -> Path:
     from tests.tiny_models import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen3", "qwen3", tokenizer_dir, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_awq(tmp_path_factory, tiny_qwen3) -> Path:
+    """The tiny Qwen3 with every decoder linear replaced by random AWQ GEMM tensors (group 128)."""
+    from tests.tiny_models import make_random_awq
+
+    return make_random_awq(tiny_qwen3, tmp_path_factory.mktemp("tiny-awq"))

@@ -3,33 +3,14 @@ the dequantized weights), a model built from an AWQ checkpoint on that kernel, a
 compiled decode loop against the eager forward."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from evaluators.backends.awq_gemm import AWQ_ORDER, dequantize_gemm
+from evaluators.backends.awq_gemm import dequantize_gemm
 from evaluators.backends.int4_tinygemm import Int4Linear, check_layer, pack_awq
 from evaluators.kernel_check import compare_logits, verdict
-
-
-def pack_awq_nibbles(values: torch.Tensor) -> torch.Tensor:
-    """[rows, cols] values 0..15 -> AWQ's [rows, cols/8] int32 (nibble i holds column AWQ_ORDER[i] of a block)."""
-    rows, cols = values.shape
-    blocks = values.reshape(rows, cols // 8, 8).to(torch.int64)
-    word = torch.zeros(rows, cols // 8, dtype=torch.int64)
-    for i, col in enumerate(AWQ_ORDER):
-        word |= blocks[:, :, col] << (4 * i)
-    return torch.where(word >= 2**31, word - 2**32, word).to(torch.int32)
-
-
-def random_awq(in_f: int, out_f: int, group: int, seed: int = 0, scale: float = 0.004):
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randint(0, 16, (in_f, out_f), generator=g)
-    z = torch.randint(0, 16, (in_f // group, out_f), generator=g)
-    s = (torch.rand(in_f // group, out_f, generator=g) * scale + scale / 2).half()
-    return pack_awq_nibbles(q), pack_awq_nibbles(z), s
+from tests.tiny_models import random_awq
 
 
 @pytest.mark.parametrize("group", [64, 128])
@@ -53,33 +34,6 @@ def test_unsupported_group_is_a_clear_error():
     qw, qz, s = random_awq(256, 64, 16)
     with pytest.raises(ValueError, match="group size 16"):
         pack_awq(qw, qz, s, 16, torch.float32)
-
-
-@pytest.fixture(scope="module")
-def tiny_awq(tmp_path_factory, tiny_qwen3):
-    """The tiny Qwen3 with every decoder linear replaced by random AWQ GEMM tensors (group 128)."""
-    from safetensors.torch import load_file, save_file
-
-    dest = tmp_path_factory.mktemp("tiny-awq")
-    state = {}
-    for f in sorted(tiny_qwen3.glob("*.safetensors")):
-        state.update(load_file(f))
-    out, seed = {}, 0
-    for name, t in state.items():
-        if ".layers." in name and name.endswith("proj.weight"):
-            prefix = name[: -len(".weight")]
-            out_f, in_f = t.shape
-            qw, qz, s = random_awq(in_f, out_f, 128, seed=seed)
-            seed += 1
-            out.update({prefix + ".qweight": qw, prefix + ".qzeros": qz, prefix + ".scales": s})
-        else:
-            out[name] = t
-    save_file(out, str(dest / "model.safetensors"))
-    cfg = json.loads((tiny_qwen3 / "config.json").read_text())
-    cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True,
-                                  "version": "gemm"}
-    (dest / "config.json").write_text(json.dumps(cfg))
-    return dest
 
 
 def test_int4_model_matches_the_dequantized_reference(tiny_awq):

@@ -12,7 +12,6 @@ from evaluators.backends import make_runtime
 from evaluators.backends.compiled_backend import CompiledRuntime
 from evaluators.backends.decode_attention import KINDS, attend_many, attend_one, check_kind
 from evaluators.backends.fused_decoder import unsupported_reason
-from tests.test_compiled_decode import tiny_awq  # noqa: F401 (a fixture)
 
 PROMPT = list(range(200, 248))
 IDS = np.arange(100, 164)
@@ -71,7 +70,7 @@ def test_fused_int4_gives_the_unfused_int4_logits(tiny_awq):
 def test_a_row_view_of_a_packed_int4_layer_is_that_rows_layer():
     from evaluators.backends.awq_gemm import dequantize_gemm
     from evaluators.backends.int4_tinygemm import Int4Linear, check_layer, pack_awq
-    from tests.test_compiled_decode import random_awq
+    from tests.tiny_models import random_awq
 
     qw, qz, s = random_awq(256, 160, 64, seed=3)
     whole = Int4Linear(pack_awq(qw, qz, s, 64, torch.float32))

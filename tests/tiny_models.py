@@ -45,3 +45,56 @@ def make_tiny_model(dest: Path, arch: str, tokenizer_dir: Path, seed: int = 0, h
         if (tokenizer_dir / name).exists():
             shutil.copy2(tokenizer_dir / name, dest / name)
     return dest
+
+
+def pack_awq_nibbles(values):
+    """[rows, cols] values 0..15 -> AWQ's [rows, cols/8] int32 (nibble i holds column AWQ_ORDER[i] of a block)."""
+    import torch
+
+    from evaluators.backends.awq_gemm import AWQ_ORDER
+
+    rows, cols = values.shape
+    blocks = values.reshape(rows, cols // 8, 8).to(torch.int64)
+    word = torch.zeros(rows, cols // 8, dtype=torch.int64)
+    for i, col in enumerate(AWQ_ORDER):
+        word |= blocks[:, :, col] << (4 * i)
+    return torch.where(word >= 2**31, word - 2**32, word).to(torch.int32)
+
+
+def random_awq(in_f: int, out_f: int, group: int, seed: int = 0, scale: float = 0.004):
+    """Random AWQ GEMM tensors (qweight, qzeros, scales) of an in_f -> out_f layer."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, 16, (in_f, out_f), generator=g)
+    z = torch.randint(0, 16, (in_f // group, out_f), generator=g)
+    s = (torch.rand(in_f // group, out_f, generator=g) * scale + scale / 2).half()
+    return pack_awq_nibbles(q), pack_awq_nibbles(z), s
+
+
+def make_random_awq(src: Path, dest: Path, group: int = 128) -> Path:
+    """An AWQ GEMM checkpoint of `src`'s model with every decoder linear replaced by random AWQ tensors."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    state = {}
+    for f in sorted(src.glob("*.safetensors")):
+        state.update(load_file(f))
+    out, seed = {}, 0
+    for name, t in state.items():
+        if ".layers." in name and name.endswith("proj.weight"):
+            prefix = name[: -len(".weight")]
+            out_f, in_f = t.shape
+            qw, qz, s = random_awq(in_f, out_f, group, seed=seed)
+            seed += 1
+            out.update({prefix + ".qweight": qw, prefix + ".qzeros": qz, prefix + ".scales": s})
+        else:
+            out[name] = t
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(dest / "model.safetensors"))
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group, "zero_point": True,
+                                  "version": "gemm"}
+    (dest / "config.json").write_text(json.dumps(cfg))
+    return dest

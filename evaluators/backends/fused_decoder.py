@@ -135,7 +135,7 @@ class FusedDecoder:
 
     def __init__(self, model, shape: Shape, layers: list[LayerWeights]) -> None:
         inner = model.model
-        self.config, self.shape, self.layers = model.config, shape, layers
+        self.shape, self.layers = shape, layers
         self.embed = inner.embed_tokens.weight
         self.norm = inner.norm.weight
         self.head = model.get_output_embeddings().weight

@@ -21,9 +21,6 @@ class FusedCausalLM:
     def buffers(self):
         return self.hf_model.buffers()
 
-    def eval(self) -> "FusedCausalLM":
-        return self
-
     def _hidden(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None):
         d = self.decoder
         b, t = input_ids.shape

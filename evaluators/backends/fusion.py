@@ -68,14 +68,14 @@ def layer_projections(model, fused_int4: list[dict[str, Proj]] | None = None) ->
     return out
 
 
-def awq_group_names(state: dict, layer_prefixes: list[str]) -> list[tuple[str, str, list[str]]]:
-    """(layer prefix, fused name, member prefixes) of every group whose members are all AWQ-quantized."""
+def awq_groups(state: dict, n_layers: int) -> list[tuple[int, str, list[str]]]:
+    """(layer index, fused name, member prefixes) of every group whose members are all AWQ-quantized."""
     found = []
-    for lp in layer_prefixes:
+    for i in range(n_layers):
         for parent_name, members, name in GROUPS:
-            prefixes = [f"{lp}.{parent_name}.{m}" for m in members]
+            prefixes = [f"model.layers.{i}.{parent_name}.{m}" for m in members]
             if all(p + ".qweight" in state for p in prefixes):
-                found.append((lp, name, prefixes))
+                found.append((i, name, prefixes))
     return found
 
 

@@ -53,7 +53,6 @@ class GraphDecoder:
         self.graphs = device.startswith("cuda")
         self._slots: dict[int, _Slot] = {}
         self.first_call_s: dict[int, float] = {}
-        self.compile_error: str | None = None
         self._compiled = None
         if self.mode != "eager":
             _raise_recompile_limit(64)
@@ -70,9 +69,8 @@ class GraphDecoder:
         return self._compiled(*args)
 
     def _fall_back(self, e: Exception) -> None:
-        self.compile_error = f"{type(e).__name__}: {e}"[:400]
         self.decoder.layer, self.mode = self._layer, "eager (compiling failed)"
-        self.notes.append(f"COMPILING FAILED, decode ran the eager step: {self.compile_error}")
+        self.notes.append(f"COMPILING FAILED, decode ran the eager step: {type(e).__name__}: {e}"[:460])
 
     def _run_step(self, s: _Slot) -> None:
         s.logits = self.decoder.step(s.tok, s.pos, s.cache, s.slot_ids)
@@ -98,8 +96,6 @@ class GraphDecoder:
             self._run_step(s)
         if self.graphs:
             s.graph = self._capture(s)
-        else:
-            self._run_step(s)
         self._slots[batch] = s
         return s
 

@@ -125,26 +125,24 @@ def load_awq_int4(path: Path, device: str, dtype: torch.dtype, check_tol: float 
     packer = _CheckedPacker(group, dtype, device, check_tol)
     n_quant, fused = 0, None
     if fuse:
-        layer_prefixes = [f"model.layers.{i}" for i in range(config.num_hidden_layers)]
-        groups = fusion.awq_group_names(state, layer_prefixes)
-        fused = [{} for _ in layer_prefixes]
-        for lp, name, prefixes in groups:
+        groups = fusion.awq_groups(state, config.num_hidden_layers)
+        if len(groups) != config.num_hidden_layers * len(fusion.GROUPS):
+            raise ValueError("fusing needs every layer's q/k/v and gate/up projections quantized")
+        fused = [{} for _ in range(config.num_hidden_layers)]
+        for g, (layer, name, prefixes) in enumerate(groups):
             qw, qz, sc, sizes = fusion.concat_awq(state, prefixes)
-            whole = packer.pack(qw, qz, sc, f"{lp}.{name}")
-            fused[layer_prefixes.index(lp)][name] = Proj(whole.weight_int4, None, whole.scales_and_zeros)
+            whole = packer.pack(qw, qz, sc, f"model.layers.{layer}.{name}")
+            fused[layer][name] = Proj(whole.weight_int4, None, whole.scales_and_zeros)
             at = 0
             for p, n in zip(prefixes, sizes):
                 part = whole.rows(at, at + n)
-                if not packer.views_checked:  # the first group's views against their own dequantized weights
+                if g == 0:  # the first group's views against their own dequantized weights
                     packer.check_view(part, qw, qz, sc, at, n, p)
                 _install(model, p, part, config)
                 at += n
                 n_quant += 1
-            packer.views_checked = True
             if device.startswith("cuda"):  # the group's unpacked transients back to the driver (see fusion.py)
                 torch.cuda.empty_cache()
-        if any(len(f) != len(fusion.GROUPS) for f in fused):
-            raise ValueError("fusing needs every layer's q/k/v and gate/up projections quantized")
     for name in [n for n in state if n.endswith(".qweight")]:
         prefix = name[: -len(".qweight")]
         qw, qz, sc = state.pop(name), state.pop(prefix + ".qzeros"), state.pop(prefix + ".scales")
@@ -184,7 +182,6 @@ class _CheckedPacker:
     def __init__(self, group: int, dtype, device: str, tol: float) -> None:
         self.group, self.dtype, self.device, self.tol = group, dtype, device, tol
         self.high_first, self.first_check, self.view_check = True, None, None
-        self.views_checked = False
 
     def pack(self, qw, qz, sc, where: str) -> "Int4Linear":
         layer = Int4Linear(pack_awq(qw, qz, sc, self.group, self.dtype, high_first=self.high_first))

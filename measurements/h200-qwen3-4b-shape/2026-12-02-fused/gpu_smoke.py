@@ -4,50 +4,26 @@ eager forward of the same model, and its greedy tokens against transformers' own
 Exits 1 on any failure, so the job stops before spending the lease. Usage: python3 gpu_smoke.py TOKENIZER_DIR"""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository before any site 'tests' package
 from evaluators.backends.compiled_backend import CompiledRuntime
 from evaluators.backends.transformers_backend import TransformersRuntime
-from tests.test_compiled_decode import random_awq
-from tests.tiny_models import make_tiny_model
+from tests.tiny_models import make_random_awq, make_tiny_model
 
 
 DEV = os.environ.get("QC_SMOKE_DEVICE", "cuda")  # cpu: to try this script here
 
 
-def awq_copy(src: Path, dest: Path) -> Path:
-    from safetensors.torch import load_file, save_file
-
-    out, seed = {}, 0
-    for name, t in load_file(str(next(src.glob("*.safetensors")))).items():
-        if ".layers." in name and name.endswith("proj.weight"):
-            qw, qz, s = random_awq(t.shape[1], t.shape[0], 128, seed=seed)
-            seed += 1
-            p = name[: -len(".weight")]
-            out.update({p + ".qweight": qw, p + ".qzeros": qz, p + ".scales": s})
-        else:
-            out[name] = t
-    dest.mkdir(parents=True)
-    save_file(out, str(dest / "model.safetensors"))
-    cfg = json.loads((src / "config.json").read_text())
-    cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True,
-                                  "version": "gemm"}
-    (dest / "config.json").write_text(json.dumps(cfg))
-    return dest
-
-
 def main(tok: str) -> int:
     tmp = Path(tempfile.mkdtemp())
     model = make_tiny_model(tmp / "qwen3", "qwen3", Path(tok), hidden=512, layers=4)
-    awq = awq_copy(model, tmp / "awq")
+    awq = make_random_awq(model, tmp / "awq")
     prompt, failed = list(range(200, 264)), 0
     for path, fmt, tol in ((model, "hf-safetensors", 0.01), (awq, "hf-awq-gemm", 0.05)):
         rt = CompiledRuntime(device=DEV, batch1_len=0)
