@@ -204,7 +204,7 @@ def render_report(results_file: Path, out: Path | None) -> int:
             verdict = v
     except (OSError, ValueError):
         pass
-    from harness.gate.policy import default_limits, default_ship
+    from harness.gate.preview import default_limits, default_ship
 
     write_report(results, target, verdict=verdict, limits=default_limits(), ship=None if verdict else default_ship(results))
     print(f"wrote {target}")

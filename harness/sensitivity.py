@@ -36,7 +36,7 @@ def _calibration_text(calib: Path, work: Path) -> Path:
 
 def run_sensitivity(source, cfg, calib: Path, out: Path, console) -> tuple[Path, dict]:
     """Build the probes, score them, and write sensitivity.json (into the store and OUT); returns its path."""
-    from harness.pipeline import evaluate, plan_cells
+    from harness.cell_runs import evaluate, plan_cells
     from harness.shared_inputs import prepare_windows
     from harness.variants import build_variants
     from quantizers.gguf_mix import tensor_groups

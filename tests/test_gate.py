@@ -168,7 +168,7 @@ def test_loop_rule_catches_what_perplexity_misses():
 
 
 def test_the_report_previews_a_ship_choice_only_where_quality_was_measured():
-    from harness.gate.policy import default_ship
+    from harness.gate.preview import default_ship
 
     r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.01, "kld": 0.01}})
     assert default_ship(r) is not None and "summary" in default_ship(r)

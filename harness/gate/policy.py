@@ -157,29 +157,3 @@ def load_policy(path: Path | None) -> Policy:
         raise UserError(f"cannot read policy '{target}': {e}") from None
     return parse_policy(text, "default" if path is None else str(path))
 
-
-def default_ship(results: dict) -> dict | None:
-    """What the shipped default policy would ship from these results (the report's preview when no gate ran);
-    None for a performance-only run (synthetic weights), whose quality was not measured."""
-    if (results.get("source") or {}).get("origin") == "synthetic":
-        return None
-    try:
-        from harness.gate.rules import Gate
-        from harness.gate.ship import recommend
-        from harness.gate.verdict import per_variant
-
-        policy = load_policy(None)
-        decisions = Gate(results, policy).run()
-        verdicts = per_variant(decisions, policy.on_inconclusive)
-        return {**recommend(results, verdicts, decisions, policy.limits_for("*")[0].get("decode_runtime")),
-                "variants": verdicts}
-    except Exception:  # the report renders without it
-        return None
-
-
-def default_limits() -> dict:
-    """The shipped default policy's limits for every variant ("*"): what the report draws without a verdict."""
-    try:
-        return load_policy(None).limits_for("*")[0]
-    except Exception:  # the report must render even where the policy cannot be read
-        return {}

@@ -60,7 +60,7 @@ def test_kld_exact_that_cannot_fit_is_refused_in_one_line(tmp_path, monkeypatch)
     from core.settings import EvalSettings
     from harness.config import RunConfig
     from core.errors import UserError
-    from harness.pipeline import check_reference_disk
+    from harness.cell_runs import check_reference_disk
 
     src = tmp_path / "model"
     src.mkdir()

@@ -1,0 +1,104 @@
+"""The cells of a run: planned from the built variants (the fp16 reference first), then evaluated one by one,
+each in its own subprocess or from the store. The comparison and the sensitivity sweep both run cells this way."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from harness import store
+from harness.cell_plan import CellPlanner, GpuContext, needs_dequant_reference, runtimes_for
+from harness.cell_launcher import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
+from harness.config import RunConfig
+from core.errors import UserError
+from harness.host import environment_fingerprint, measured_here, this_host
+from harness.metrics import REFERENCE
+
+CELL_TIMEOUT_S = 3600.0
+
+
+def reference_dir(outcomes, prepared, cfg: RunConfig, code: str) -> Path:
+    """Where the fp16 reference cell keeps its per-window top-k: in the shared store, keyed by what
+    determines its content (the fp16 artifact, the windows, k, device and the evaluator code)."""
+    ref = outcomes.get(REFERENCE[0])
+    parts = [ref.manifest.cache_key if ref and ref.manifest else "none", prepared.info["windows_sha256"],
+             cfg.eval.kld_top_k, cfg.eval.device, code, this_host().device_class(cfg.eval.device),
+             environment_fingerprint()["sha256"]]
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+    return store.area("references") / f"{key}-k{cfg.eval.kld_top_k}"
+
+
+def check_reference_disk(ref_dir: Path, prepared, source, cfg: RunConfig) -> None:
+    """An exact KLD keeps fp16's whole distribution: refuse, before anything is scored, when it cannot fit."""
+    if cfg.eval.kld_top_k > 0 or (ref_dir / "COMPLETE").is_file() or cfg.synthetic:
+        return
+    try:
+        vocab = int(json.loads((source.path / "config.json").read_text())["vocab_size"])
+    except (OSError, ValueError, KeyError):
+        return
+    positions = int(prepared.info["scored_tokens"])
+    need = positions * vocab * 4
+    ref_dir.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ref_dir.parent).free
+    if need + (1 << 30) > free:
+        raise UserError(f"--kld-exact keeps fp16's whole distribution: {positions:,} positions × {vocab:,} tokens × 4 "
+                        f"bytes = {need / 1e9:.2f} GB (about {1000 * vocab * 4 / 1e6:.0f} MB per 1,000 tokens), and "
+                        f"{ref_dir.parent} has {free / 1e9:.2f} GB free (1 GB is kept spare); free space "
+                        "(quantcompare cache prune), use fewer --windows, or drop --kld-exact")
+
+
+def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None,
+               gen_prompts: list | None = None) -> list[CellJob]:
+    """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
+    then one lm-eval task cell per pair when tasks are asked for."""
+    code = evaluator_code_hash()
+    planner = CellPlanner(cfg, prepared, work, source, reference_dir(outcomes, prepared, cfg, code), GpuContext.of(cfg, source),
+                          gen_prompts)
+    jobs = []
+    for v, o in outcomes.items():
+        if o.manifest is None:
+            continue
+        for r in runtimes_for(o.manifest.format, cfg.runtimes, dequant=needs_dequant_reference(v, cfg)):
+            spec = planner.quality(v, o, r, has_reference=REFERENCE[0] in outcomes)
+            jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
+            if task_req is not None:
+                tspec = planner.tasks(spec, task_req)
+                jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
+    # the fp16 reference first; dequantized references (only read by the kernel checks) last
+    jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,
+                             j.spec.role == "dequantized-reference"))
+    return jobs
+
+
+def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> list[CellOutcome]:
+    outcomes = []
+    ref_ok = True
+    for job in jobs:
+        if job.spec.reference_dir and not job.spec.write_reference and not ref_ok:
+            job.spec = job.spec.with_(reference_dir=None)  # no reference: PPL and speed only
+        what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec.n_ctx}-token windows"
+        stage = "[tasks]" if job.kind == "tasks" else "[eval]"
+        t0 = time.time()
+        cached = None if cfg.force else load_cached(cells_dir, job)
+        if cached:
+            where = "" if measured_here(cached.measured_on) else \
+                f", measured on {(cached.measured_on or {}).get('hostname', 'an unrecorded host')} (same device class and libraries)"
+            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused (it took {cached.wall_s:.0f} s{where})")
+            cached.run_s = time.time() - t0
+            outcomes.append(cached)
+            continue
+        console.line(f"{stage} {job.variant} × {job.runtime}: {what}, {cfg.eval.threads} threads")
+        o = run_cell(job, cells_dir, console, CELL_TIMEOUT_S, cfg.eval.threads)
+        o.run_s = time.time() - t0
+        if o.ok:
+            console.line(f"{stage} {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
+        elif o.unsupported:
+            console.line(f"{stage} {job.variant} × {job.runtime}: not supported here: {o.unsupported}")
+        else:
+            console.alarm(f"{stage} {job.variant} × {job.runtime} FAILED: {o.error}")
+        if job.spec.write_reference and not o.ok:
+            ref_ok = False
+        outcomes.append(o)
+    return outcomes
