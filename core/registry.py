@@ -163,3 +163,28 @@ def variant_order(name: str) -> tuple[int, int, str]:
     if q is None:
         return (999, 0, name)
     return (q.order, q.variants.index(name) if name in q.variants else len(q.variants), name)
+
+
+BUILT_IN_PACKAGES = ("evaluators", "quantizers")  # their code is keyed by the harness itself
+
+
+def plugin_source_sha256(cls: type) -> str | None:
+    """sha256 of the source of a runtime or quantizer defined outside the built-in packages (a --plugins
+    module; a package's every .py file), so editing it invalidates what it measured or built; None for
+    built-in classes, None too where no source file exists."""
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    if cls.__module__.split(".")[0] in BUILT_IN_PACKAGES:
+        return None
+    f = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if not f:
+        return None
+    path = Path(f)
+    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()

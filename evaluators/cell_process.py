@@ -47,7 +47,7 @@ from evaluators.decode_profile import profile_decode
 from evaluators.speed import measure_serving, measure_speed
 from evaluators.progress import progress
 from evaluators.task_loglikelihood import score_task_requests
-from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, summarize, top1_agree,
+from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, top1_agree,
                             top1_agree_sparse)
 from evaluators.windows import Windows
 
@@ -74,6 +74,14 @@ def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
             yield w, None, SparseLogprobs(sp.target_logp[sl], sp.ids[sl], sp.logp[sl])
 
 
+def nonfinite_positions(nll: np.ndarray, lse: np.ndarray | None = None) -> int:
+    """Scored positions whose log-probability or log-normalizer is NaN or infinite, each position counted once."""
+    bad = ~np.isfinite(nll)
+    if lse is not None:
+        bad |= ~np.isfinite(lse)
+    return int(np.count_nonzero(bad))
+
+
 def score_windows(rt, win: Windows, spec: CellSpec) -> dict:
     """Perplexity (+ KLD or the reference top-k) over every window, streamed a few at a time."""
     ref_dir = Path(spec.reference_dir) if spec.reference_dir else None
@@ -92,10 +100,9 @@ def score_windows(rt, win: Windows, spec: CellSpec) -> dict:
             if tgt.max() >= rows.vocab:
                 raise RuntimeError(f"token id {int(tgt.max())} outside the runtime's vocabulary ({rows.vocab})")
             nll = -rows.at(tgt)
-            nonfinite += int(np.count_nonzero(~np.isfinite(rows.lse)))
         else:
             nll = -sparse.target_logp
-        nonfinite += int(np.count_nonzero(~np.isfinite(nll)))
+        nonfinite += nonfinite_positions(nll, rows.lse if rows is not None else None)
         window_nll.append(float(nll.mean()))
         token_nll.append([float(f"{x:.6g}") for x in nll])
         if write_ref:
@@ -129,12 +136,9 @@ def score_windows(rt, win: Windows, spec: CellSpec) -> dict:
         "nonfinite_positions": nonfinite,
     }
     if kld_all:
-        allk = np.concatenate(kld_all)
         out["kld"] = {
             "per_window_mean": kld_w,
             "top1_per_window": top1_w,
-            "summary": summarize(allk),
-            "percentiles": [float(x) for x in np.percentile(allk, np.arange(0, 101))],
             # every scored token's KLD, window by window (4 significant digits): the release gate
             # bootstraps tail statistics (p99) over windows from these
             "per_token": [[float(f"{x:.4g}") for x in k] for k in kld_all],

@@ -124,16 +124,6 @@ def top1_agree(ref: TopK, variant: "RowLogprobs | np.ndarray") -> np.ndarray:
     return (as_rows(variant).argmax() == ref.top1).astype(np.float64)
 
 
-def summarize(kld_values: np.ndarray) -> dict[str, float]:
-    v = np.asarray(kld_values, dtype=np.float64)
-    return {
-        "mean": float(v.mean()),
-        "median": float(np.median(v)),
-        "p99": float(np.percentile(v, 99)),
-        "max": float(v.max()),
-    }
-
-
 @dataclass
 class SparseLogprobs:
     """What a runtime without full logits returns per scored position (e.g. vLLM's prompt_logprobs):

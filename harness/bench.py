@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from harness import metrics
 from harness.cell_launcher import CellJob, cell_key, evaluator_code_hash, run_cell
 from harness.cell_plan import CellPlanner
 from harness.config import RunConfig
@@ -141,7 +142,7 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
 
     import numpy as np
 
-    h_ppl_value = float(np.exp(np.mean(h_ppl["window_nll"])))
+    h_ppl_value = metrics.ppl(h_ppl["window_nll"])
     h_stats = harness_kld_stats(h_kld, h_ref)
     h_kld_mean = h_stats["kld_mean"]
     h_same_top = 100.0 * h_stats["top1_agreement"]
@@ -153,7 +154,7 @@ def run_bench(cfg: RunConfig, tools: Path, console, rounds: int = 3) -> int:
             "speed_ratio": median(pass_h) / median(pass_t), "speed_chunks": sub_n,
             "harness_tok_s_rounds": pass_h, "llama_perplexity_tok_s_rounds": pass_t,
             "full_pass_harness_tok_s": h_ppl["eval_tok_s"], "full_pass_llama_perplexity_tok_s": t_ppl["tok_s"],
-            "f16_llama_perplexity_ppl": t_base["ppl"], "f16_harness_ppl": float(np.exp(np.mean(h_ref["window_nll"]))),
+            "f16_llama_perplexity_ppl": t_base["ppl"], "f16_harness_ppl": metrics.ppl(h_ref["window_nll"]),
             "flash_attn": fa, "llama_perplexity_default_fa_ppl": t_default["ppl"],
             "llama_perplexity_default_fa_tok_s": t_default["tok_s"],
             "default_fa_ppl_diff_pct": 100.0 * (h_ppl_value / t_default["ppl"] - 1.0),

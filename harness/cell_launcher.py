@@ -99,9 +99,14 @@ def measured_on(spec: CellSpec) -> dict:
 
 
 def cell_key(spec: CellSpec, artifact_key: str, code_hash: str) -> str:
-    """The spec's keyed fields (core.cellspec), the artifact's own key, the measuring code and the machine."""
-    blob = json.dumps({"spec": spec.cache_fields(), "artifact": artifact_key, "code": code_hash,
-                       "measured_by": measurement_identity(spec)}, sort_keys=True)
+    """The spec's keyed fields (core.cellspec), the artifact's own key, the measuring code (evaluators/ and a
+    plugin runtime's own source) and the machine."""
+    parts = {"spec": spec.cache_fields(), "artifact": artifact_key, "code": code_hash,
+             "measured_by": measurement_identity(spec)}
+    plugin = registry.plugin_source_sha256(registry.runtime(spec.runtime).cls)
+    if plugin:  # a --plugins runtime's own code: edit it and its old results are not reused
+        parts["runtime_source"] = plugin
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -49,6 +49,11 @@ def check_reference_disk(ref_dir: Path, prepared, source, cfg: RunConfig) -> Non
                         "(quantcompare cache prune), use fewer --windows, or drop --kld-exact")
 
 
+def without_reference_key(key: str) -> str:
+    """The key of a cell that ran without its fp16 reference (which failed): never the full key."""
+    return hashlib.sha256(f"{key}|no-fp16-reference".encode()).hexdigest()
+
+
 def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None,
                gen_prompts: list | None = None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
@@ -78,6 +83,8 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
     for job in jobs:
         if job.spec.reference_dir and not job.spec.write_reference and not ref_ok:
             job.spec = job.spec.with_(reference_dir=None)  # no reference: PPL and speed only
+            # ... under a key of its own: a later run with a sound reference must not reuse this KLD-less result
+            job.key = without_reference_key(job.key)
         what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec.n_ctx}-token windows"
         stage = "[tasks]" if job.kind == "tasks" else "[eval]"
         t0 = time.time()

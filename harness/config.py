@@ -57,6 +57,11 @@ class RunConfig:
                          allow_pickle=self.allow_pickle, plugins=self.plugins, sensitivity=self.sensitivity)
         out = {"run": as_plain(run), "eval": as_plain(self.eval), "tasks": as_plain(self.tasks), "awq": as_plain(self.awq)}
         out["runtime"] = {r: as_plain(self.options(r)) for r in self.runtimes if registry.runtime(r).options}
+        # "all windows" and "every document" are held as None but written as the 0 that asks for them:
+        # None values are dropped below, and a dropped key would bring the default (48, 200) back
+        for sec, key in (("eval", "windows"), ("tasks", "limit")):
+            if out[sec].get(key) is None:
+                out[sec][key] = 0
         return {k: {n: v for n, v in sec.items() if v is not None} if k != "runtime" else sec for k, sec in out.items()}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.names import REFERENCE
-from harness.generation import Continuation, cut, degenerate_kinds, first_divergence
+from harness.generation import Continuation, cut, degenerate_kinds, first_divergence, survival
 from harness.shared_inputs import decode
 
 NOISE_FLOOR_MIN = 0.95  # gguf-f16 (fp16's weights) should stay identical to fp16 after n_new tokens on this share
@@ -44,7 +44,9 @@ def attach(cell_docs: list[dict], results_by_cell: dict, prompts: list, info: di
                 div.append(k)
                 kinds.append(degenerate_kinds(c, r))
                 pieces.append([dec(c.tokens[:k]), dec(c.tokens[k:k + 1]), dec(c.tokens[k + 1:])])
-            d["generation"].update({"first_divergence": div, "degenerate": kinds, "pieces": pieces})
+            # the report's survival curve: harness.generation's one definition, not recomputed by the page
+            d["generation"].update({"first_divergence": div, "degenerate": kinds, "pieces": pieces,
+                                    "survival": [float(x) for x in survival(div, n_new)]})
     return {"n_new": n_new, "eos_ids": eos, "chat_template": info.get("chat_template"),
             "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]}, "greedy": True,
             "sources": {"chat": info.get("chat_source"), "text": info.get("text_source")},
@@ -57,7 +59,7 @@ def noise_floor_note(cell_docs: list[dict], same_weights: tuple[str, ...], n_new
     for d in cell_docs:
         g = d.get("generation") or {}
         if d["variant"] in same_weights and (d["variant"], d["runtime"]) != REFERENCE and g.get("first_divergence"):
-            share = sum(k >= n_new for k in g["first_divergence"]) / len(g["first_divergence"])
+            share = float(survival(g["first_divergence"], n_new)[n_new])
             if share < NOISE_FLOOR_MIN:
                 notes.append(f"{d['variant']} × {d['runtime']} holds fp16's weights but generates fp16's {n_new} tokens on "
                              f"only {100 * share:.0f}% of prompts (expected at least {100 * NOISE_FLOOR_MIN:.0f}%): the "

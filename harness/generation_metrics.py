@@ -34,6 +34,9 @@ def _divergence(cell, ref):
 def _identical_at(t: int):
     def data(cell, ref):
         a, r = _pair(cell, ref)
+        if cell.gen_n_new is not None and cell.gen_n_new < t:  # a continuation shorter than t says nothing of t
+            raise NotMeasured(f"identical after {t} tokens: {cell.variant} × {cell.runtime} generated only "
+                              f"{cell.gen_n_new} tokens per prompt")
         return ((G.divergences(a, r, cell.gen_n_new) >= t).astype(np.float64),)
     return data
 

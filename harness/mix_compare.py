@@ -3,19 +3,7 @@ fp16), both measured on the same windows, so the difference is paired (one resam
 its 95% interval from the same bootstrap as every other figure (harness/metrics)."""
 from __future__ import annotations
 
-from evaluators.stats import Sample, bootstrap_ci
 from harness import metrics as M
-
-
-def paired_difference(q: M.Quantity, a, b, ref, clusters=None, boot=M.BOOTSTRAP):
-    """q(a) − q(b), both against `ref`, on the same units, resampled together."""
-    xa, xb = q.data(a, ref), q.data(b, ref)
-    if xa[0].shape != xb[0].shape:
-        raise M.NotMeasured(f"{a.variant} and {b.variant} were not scored on the same units")
-    k = len(xa)
-    cl = M._clusters_for(q, clusters, len(xa[0]))
-    return bootstrap_ci(lambda ws, xs: q.summary(ws[0], xs[0][:k]) - q.summary(ws[0], xs[0][k:]),
-                        [Sample((*xa, *xb), cl)], boot)
 
 
 def _against(mix: str, variants: list[str]) -> list[str]:
@@ -45,7 +33,8 @@ def comparisons(evidence: dict, clusters, sizes: dict[str, float]) -> list[dict]
                      "against_mb": sizes.get(other, 0) / 1e6}
             for q in (M.KLD_MEAN, M.PPL_INCREASE):
                 try:
-                    d = paired_difference(q, cell, o, ref, clusters)
+                    # mix − stock, both against fp16 on the same windows: metrics.change, paired
+                    d = M.change(q, (cell, ref), (o, ref), (clusters, clusters))
                     mine, theirs = M.estimate(q, cell, ref, clusters), M.estimate(q, o, ref, clusters)
                 except M.NotMeasured:
                     continue

@@ -71,7 +71,7 @@ def run_compare(cfg: RunConfig, console) -> int:
         GpuContext.check_fits(cfg, json.loads((source.path / "config.json").read_text()))
     console.line(f"[source] {source.name} ({source.origin}, {source.model_type}, {source.n_params / 1e6:.1f} M params, {source.dtype}) at {source.path}")
     calib = cfg.calibration or CALIBRATION_TEXT
-    check_calibration(calib, source, cfg)
+    check_calibration(calib, source, cfg, cfg.eval_text or WIKITEXT_TEST)
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

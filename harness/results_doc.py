@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from evaluators.kernel_check import kernel_checks
 from evaluators.stats import effective_sample_size
@@ -85,24 +84,24 @@ def quality_rows(evidence: dict, clusters) -> list[Row]:
 
 def task_rows(evidence: dict, scores: dict[tuple[str, str], dict]) -> list[Row]:
     """lm-eval metrics per cell and their change against fp16 (harness.metrics.task_reference), each with a
-    bootstrap interval over documents (paired for the change). A metric without per-document outcomes (a
-    result made before they were kept) keeps lm-eval's value and ±1.96 stderr, and no change row."""
+    bootstrap interval over documents (paired for the change), from the per-document outcomes only: a metric
+    without them has no row (and the cell's notes say why), never a second kind of interval."""
     rows = []
     for (v, rt), tasks in scores.items():
         cell = evidence.get((v, rt))
+        if cell is None:
+            continue
         try:
-            ref = metrics.task_reference(evidence, cell) if cell is not None and (v, rt) != REFERENCE else None
+            ref = metrics.task_reference(evidence, cell) if (v, rt) != REFERENCE else None
         except metrics.NotMeasured:
             ref = None
         for task, d in tasks.items():
-            for metric, m in d["metrics"].items():
+            for metric in d["metrics"]:
                 name = f"{task}:{metric}"
                 try:
                     rows.append(_row(v, rt, name, metrics.task_value(cell, task, metric), unit="task"))
-                except (metrics.NotMeasured, AttributeError):
-                    err = m["stderr"]
-                    lo, hi = (m["value"] - 1.96 * err, m["value"] + 1.96 * err) if err is not None else (None, None)
-                    rows.append(Row(v, rt, name, m["value"], lo, hi, unit="task"))
+                except metrics.NotMeasured:
+                    continue
                 if ref is not None and v != REFERENCE[0]:
                     try:
                         rows.append(_row(v, rt, f"{name}_delta_vs_fp16", metrics.task_delta(cell, ref, task, metric),
@@ -143,14 +142,13 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             rows += cell_rows(c, source.n_params, m.size_bytes, bandwidth)
             r = c.result
             if "window_nll" in r and not r.get("nonfinite_positions"):  # non-finite logits: nonfinite_flags says so
-                ppl[(c.variant, c.runtime)] = float(np.exp(np.mean(r["window_nll"])))
+                ppl[(c.variant, c.runtime)] = metrics.ppl(r["window_nll"])
             doc.update({
                 "window_nll": r.get("window_nll"),
                 "nll_per_token": r.get("nll_per_token"),
-                "window_ppl": [float(np.exp(x)) for x in r["window_nll"]] if "window_nll" in r else None,
+                "window_ppl": [metrics.ppl([x]) for x in r["window_nll"]] if "window_nll" in r else None,
                 "kld_per_window": (r.get("kld") or {}).get("per_window_mean"),
                 "top1_per_window": (r.get("kld") or {}).get("top1_per_window"),
-                "kld_percentiles": (r.get("kld") or {}).get("percentiles"),
                 "kld_per_token": (r.get("kld") or {}).get("per_token"),
                 "kld_top_k": (r.get("kld") or {}).get("top_k"),
                 "sanity_text": decode(source.path, r["sanity_tokens"][:8]) if r.get("sanity_tokens") else None,
@@ -202,6 +200,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     # every quality number from one definition (harness/metrics.py), as the gate will compute it
     evidence = collect({"cells": cell_docs, "task_cells": task_docs, "rows": [], "flags": [f.as_dict() for f in flags],
                         "generation": gen_section})
+    for d in cell_docs:  # the report's KLD curve: percentiles of the very per-token values the rows bootstrap
+        ev = evidence.get((d["variant"], d["runtime"]))
+        d["kld_percentiles"] = metrics.kld_curve(ev) if ev is not None and ev.kld_tokens is not None else None
     clusters = prepared.info.get("clusters")
     rows = quality_rows(evidence, clusters) + rows + task_rows(evidence, task_scores)
     mixes = comparisons(evidence, clusters, {v: o.manifest.size_bytes for v, o in variant_outcomes.items() if o.manifest})

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.stats import Sample, bootstrap_ci, wmean
 from harness import store
-from harness.metrics import BOOTSTRAP
+from harness import metrics as M
+from harness.evidence import CellEvidence
 
 SENSITIVITY_WINDOWS = 8
 BASE_PROBE = "gguf-probe-base"
@@ -32,6 +32,12 @@ def _calibration_text(calib: Path, work: Path) -> Path:
     if not f.is_file() or f.read_text() != text:
         f.write_text(text)
     return f
+
+
+def _kld_evidence(variant: str, cell) -> CellEvidence:
+    ev = CellEvidence(variant, "llama.cpp", "ok")
+    ev.kld_window = np.asarray(cell.result["kld"]["per_window_mean"], dtype=np.float64)
+    return ev
 
 
 def run_sensitivity(source, cfg, calib: Path, out: Path, console) -> tuple[Path, dict]:
@@ -71,22 +77,23 @@ def run_sensitivity(source, cfg, calib: Path, out: Path, console) -> tuple[Path,
     base_cell = cells.get((BASE_PROBE, "llama.cpp"))
     if base_cell is None or not base_cell.ok or "kld" not in base_cell.result:
         raise RuntimeError(f"the all-Q8_0 probe could not be scored: {getattr(base_cell, 'error', 'missing')}")
-    base_w = np.asarray(base_cell.result["kld"]["per_window_mean"])
+    base_ev = _kld_evidence(BASE_PROBE, base_cell)
     rows = []
     for g in groups:
         c = cells.get((f"gguf-probe-{g.name}", "llama.cpp"))
         if c is None or not c.ok or "kld" not in c.result:
             rows.append({"group": g.name, "error": getattr(c, "error", "not scored")})
             continue
-        w = np.asarray(c.result["kld"]["per_window_mean"])
-        inc = bootstrap_ci(lambda ws, xs: wmean(xs[0][0], ws[0]), [Sample((w - base_w,))], BOOTSTRAP)
-        kld = bootstrap_ci(lambda ws, xs: wmean(xs[0][0], ws[0]), [Sample((w,))], BOOTSTRAP)
+        ev = _kld_evidence(f"gguf-probe-{g.name}", c)
+        # mean KLD (harness.metrics' definition) and its paired increase over the all-Q8_0 probe, by window
+        kld = M.estimate(M.KLD_MEAN, ev, None)
+        inc = M.change(M.KLD_MEAN, (ev, None), (base_ev, None))
         m = outcomes[f"gguf-probe-{g.name}"].manifest
         rows.append({"group": g.name, "kind": g.name.split("-")[1] if g.name.startswith("blk") else g.name,
                      "block": int(g.name[3:].split("-")[0]) if g.name.startswith("blk") else None, "values": g.n,
                      "probe_types": sorted(set(g.types(0).values())), "probe_bytes": m.size_bytes,
                      "kld": [kld.value, kld.ci_low, kld.ci_high], "kld_increase": [inc.value, inc.ci_low, inc.ci_high]})
-    doc = {"model": source.name, "base_type": "q8_0", "base_kld": float(base_w.mean()), "windows": prepared.info,
+    doc = {"model": source.name, "base_type": "q8_0", "base_kld": M.estimate(M.KLD_MEAN, base_ev, None).value, "windows": prepared.info,
            "method": "per-window mean KLD of the probe minus the all-Q8_0 probe's, paired; percentile bootstrap over "
                      "windows", "kld_method": base_cell.result["kld"]["method"], "groups": rows,
            "probes": len(probes), "seconds": round(time.time() - t0, 1),
@@ -107,9 +114,14 @@ def sensitivity_command(cfg, console) -> int:
 
     source = resolve_source(cfg.model, progress=console.line, trust_remote_code=cfg.trust_remote_code,
                             allow_pickle=cfg.allow_pickle)
+    from core.paths import WIKITEXT_TEST
+    from harness.shared_inputs import check_calibration
+
+    calib = cfg.calibration or CALIBRATION_TEXT
+    check_calibration(calib, source, replace(cfg, sensitivity=True), cfg.eval_text or WIKITEXT_TEST)
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    _, doc = run_sensitivity(source, cfg, cfg.calibration or CALIBRATION_TEXT, out, console)
+    _, doc = run_sensitivity(source, cfg, calib, out, console)
     try:
         from reports.plots import sensitivity_heatmap
 

@@ -141,13 +141,50 @@ def calibration_texts(calib_file: Path) -> list[str]:
     return out
 
 
-def check_calibration(calib_file: Path, source, cfg) -> None:
-    """Refuse calibration text that cannot make one AWQ / imatrix sample, before anything is built."""
-    if not any(v.startswith("awq") or v.endswith("-imatrix") for v in cfg.variants) or cfg.synthetic:
+OVERLAP_MIN_CHARS = 80  # a calibration passage this long found verbatim in the evaluation text is an overlap
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def calibration_overlap(texts: list[str], eval_text: str) -> list[str]:
+    """Calibration passages (of OVERLAP_MIN_CHARS or more) whose opening appears verbatim, whitespace aside,
+    in the evaluation text."""
+    body = _squash(eval_text)
+    out = []
+    for t in texts:
+        t = _squash(t)
+        if len(t) >= OVERLAP_MIN_CHARS and t[:160] in body:
+            out.append(t)
+    return out
+
+
+def uses_calibration(cfg) -> bool:
+    """AWQ, an importance matrix or a sensitivity sweep (and so a mix) read the calibration text."""
+    return not cfg.synthetic and (cfg.sensitivity or any(v.startswith("awq") or v.endswith("-imatrix")
+                                                         for v in cfg.variants))
+
+
+def check_calibration(calib_file: Path, source, cfg, eval_file: Path | None = None) -> None:
+    """Refuse calibration text that cannot make one AWQ / imatrix sample, or that overlaps the text the run
+    scores (a variant calibrated on the evaluation text is measured on what it was fitted to), before anything
+    is built."""
+    if not uses_calibration(cfg):
         return
     texts = calibration_texts(calib_file)
     if not texts:
         raise UserError(f"calibration file '{calib_file}' holds no text")
+    if eval_file is not None:
+        try:
+            eval_text = Path(eval_file).read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise UserError(f"cannot read the evaluation text '{eval_file}': {e.strerror or e}") from None
+        shared = calibration_overlap(texts, eval_text)
+        if shared:
+            raise UserError(f"calibration file '{calib_file}' overlaps the evaluation text '{eval_file}': "
+                            f"{len(shared)} passage(s) appear in both (first: \"{shared[0][:60]}…\"); "
+                            "calibrate on other text")
     tj = Path(source.path) / "tokenizer.json"
     if not tj.is_file():
         return

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from core.registry import plugin_source_sha256
+
 MANIFEST = "manifest.json"
 
 
@@ -126,6 +128,9 @@ class Quantizer(ABC):
         }
         if self.device_dependent:
             parts["device_class"] = ctx.device_class
+        plugin = plugin_source_sha256(type(self))
+        if plugin:  # a --plugins quantizer's own code
+            parts["quantizer_source"] = plugin
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

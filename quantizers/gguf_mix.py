@@ -102,6 +102,10 @@ def allocate(groups: list[Group], sensitivity: dict[str, float], budget_bits: fl
     (the quantization noise power halves its amplitude per bit). Every group starts at level 0; upgrades are
     taken in order of predicted KLD saved per bit, and the first one that does not fit ends the allocation, so
     a larger budget takes every upgrade a smaller one took (the allocation is monotone in the budget)."""
+    unmeasured = [g.name for g in groups if g.name not in sensitivity]
+    if unmeasured:
+        raise UserError(f"tensor group {unmeasured[0]} has no sensitivity measurement ({len(unmeasured)} group(s) in "
+                        "all): a mix is built only from a sensitivity that covers every group")
     level = {g.name: 0 for g in groups}
     spent = sum(g.bits(0) for g in groups)
     if spent > budget_bits:
@@ -109,7 +113,7 @@ def allocate(groups: list[Group], sensitivity: dict[str, float], budget_bits: fl
                         f"({spent / 8e6:.1f} MB, every group at its lowest type)")
 
     def loss(g: Group, lv: int) -> float:
-        s = max(float(sensitivity.get(g.name, 0.0)), 1e-12)
+        s = max(float(sensitivity[g.name]), 1e-12)  # a measured 0 (clipped) still orders by bits
         return s * 4.0 ** (-(g.bits(lv) - g.bits(0)) / g.n)
 
     steps = []
@@ -219,7 +223,13 @@ class MixQuantizer(_TypedGguf):
             raise QuantizerError(f"{self.variant} needs a sensitivity measurement (quantcompare sensitivity, or "
                                  "compare --sensitivity)")
         doc = json.loads(Path(path).read_text())
-        return {g["group"]: max(0.0, g["kld_increase"][0]) for g in doc["groups"] if "kld_increase" in g}
+        missing = [g for g in doc["groups"] if "kld_increase" not in g]
+        if missing:  # a group without a measurement would sit at its lowest type: refuse, never guess
+            g = missing[0]
+            raise UserError(f"{self.variant}: tensor group {g['group']} has no sensitivity measurement "
+                            f"({g.get('error') or 'not scored'}; {len(missing)} group(s) in all): run the sensitivity "
+                            "stage again before building a mix")
+        return {g["group"]: max(0.0, g["kld_increase"][0]) for g in doc["groups"]}
 
     def recipe(self, ctx: BuildContext) -> dict:
         sens = None

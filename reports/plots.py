@@ -177,6 +177,8 @@ def window_ppl_distribution(results) -> bytes | None:
 
 
 def kld_distribution(results) -> bytes | None:
+    """Percentiles 0..100 of each cell's per-token KLD as results.json holds them (harness.metrics.kld_curve:
+    the values the KLD rows and the gate bootstrap)."""
     cells = [c for c in results["cells"] if c.get("kld_percentiles")]
     if not cells:
         return None
@@ -207,11 +209,12 @@ def throughput_vs_batch(results) -> bytes | None:
 
 def generation_survival(results) -> bytes | None:
     """Share of prompts whose greedy continuation is still identical to fp16's after t tokens, one line per
-    variant × runtime (fp16 × transformers, the reference, is 1 throughout and not drawn)."""
+    variant × runtime (fp16 × transformers, the reference, is 1 throughout and not drawn), as results.json
+    holds it."""
     gen = results.get("generation") or {}
     n_new = gen.get("n_new")
     ref = gen.get("reference") or {}
-    cells = [c for c in _ok_cells(results) if (c.get("generation") or {}).get("first_divergence") is not None
+    cells = [c for c in _ok_cells(results) if (c.get("generation") or {}).get("survival") is not None
              and (c["variant"], c["runtime"]) != (ref.get("variant"), ref.get("runtime"))]
     if not n_new or not cells:
         return None
@@ -220,8 +223,7 @@ def generation_survival(results) -> bytes | None:
     styles = ["-", "--", ":", "-."]
     runtimes = sorted({c["runtime"] for c in cells})
     for c in cells:
-        d = np.asarray(c["generation"]["first_divergence"])
-        s = np.array([(d >= k).mean() for k in t])
+        s = np.asarray(c["generation"]["survival"], dtype=float)  # harness.generation.survival, from results.json
         ax.step(t, 100 * s, where="post", color=color(c["variant"]), linestyle=styles[runtimes.index(c["runtime"]) % 4],
                 linewidth=2, label=f"{c['variant']} × {c['runtime']} ({100 * s[-1]:.0f}% at {n_new})")
     ax.set_xlim(0, n_new)

@@ -81,3 +81,53 @@ def test_imatrix_variant_key_follows_the_imatrix(monkeypatch):
     a = q.cache_key(_ctx(upstream={**up, "gguf-imatrix": (Path("."), im1)}))
     b = q.cache_key(_ctx(upstream={**up, "gguf-imatrix": (Path("."), im2)}))
     assert a != b
+
+
+def test_a_plugin_runtimes_own_source_is_in_its_cell_key(tmp_path, monkeypatch):
+    """Edit a --plugins runtime and its old results are not reused; built-in runtimes are keyed by evaluators/."""
+    import importlib
+    import sys
+
+    from core import registry
+    from core.cellspec import CellSpec
+
+    mod = tmp_path / "qc_keyed_plugin.py"
+    body = ("from core.registry import register_runtime\nfrom evaluators.backends.base import Runtime\n"
+            "@register_runtime('keyed-plugin', formats=('hf-safetensors',))\nclass K(Runtime):\n    VALUE = {v}\n")
+    mod.write_text(body.format(v=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("harness.cell_launcher.measurement_identity", lambda spec: {})
+    try:
+        importlib.import_module("qc_keyed_plugin")
+        spec = CellSpec(variant="fp16", runtime="keyed-plugin", n_ctx=512, artifact="/a", windows="/w")
+        k1 = cell_key(spec, "art", "code")
+        assert cell_key(spec, "art", "code") == k1
+        mod.write_text(body.format(v=2))  # the plugin's code changes, nothing else does
+        assert cell_key(spec, "art", "code") != k1
+        assert registry.plugin_source_sha256(registry.runtime("transformers").cls) is None
+    finally:
+        registry._RUNTIMES.pop("keyed-plugin", None)
+        sys.modules.pop("qc_keyed_plugin", None)
+
+
+def test_a_cell_run_without_its_fp16_reference_is_stored_under_a_key_of_its_own(monkeypatch, tmp_path):
+    """fp16 fails: the cells after it run without KLD, and a later run with a sound fp16 must not reuse them."""
+    from types import SimpleNamespace
+
+    from core.cellspec import CellSpec
+    from harness import cell_runs
+    from harness.cell_launcher import CellJob, CellOutcome
+
+    ref = CellJob("fp16", "transformers", CellSpec(variant="fp16", runtime="transformers", reference_dir="/r",
+                                                   write_reference=True), "kref")
+    dep = CellJob("gguf-q4_k_m", "llama.cpp", CellSpec(variant="gguf-q4_k_m", runtime="llama.cpp",
+                                                       reference_dir="/r"), "kdep")
+    ran = []
+    monkeypatch.setattr(cell_runs, "load_cached", lambda cells_dir, job: None)
+    monkeypatch.setattr(cell_runs, "run_cell", lambda job, *a: ran.append((job.variant, job.key)) or CellOutcome(
+        job.variant, job.runtime, ok=job.variant != "fp16", error=None if job.variant != "fp16" else "crashed"))
+    cfg = SimpleNamespace(force=False, eval=SimpleNamespace(threads=1))
+    cell_runs.evaluate([ref, dep], tmp_path, cfg, SimpleNamespace(line=lambda *a: None, alarm=lambda *a: None))
+    assert dep.spec.reference_dir is None
+    assert ran == [("fp16", "kref"), ("gguf-q4_k_m", cell_runs.without_reference_key("kdep"))]
+    assert cell_runs.without_reference_key("kdep") != "kdep"

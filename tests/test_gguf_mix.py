@@ -80,7 +80,7 @@ def test_mix_comparison_is_paired_and_signed():
 
     from harness import metrics as M
     from harness.evidence import CellEvidence
-    from harness.mix_compare import comparisons, paired_difference
+    from harness.mix_compare import comparisons
 
     rng = np.random.default_rng(0)
     base = rng.gamma(2.0, 0.02, size=(12, 50))  # per-token KLD of a stock variant
@@ -93,9 +93,31 @@ def test_mix_comparison_is_paired_and_signed():
     ref.runtime = "transformers"
     stock = cell("gguf-q4_k_m-imatrix", base * hard, np.full(12, 3.05))
     mix = cell("gguf-mix@gguf-q4_k_m", 0.8 * base * hard, np.full(12, 3.04))
-    d = paired_difference(M.KLD_MEAN, mix, stock, ref)
+    d = M.change(M.KLD_MEAN, (mix, ref), (stock, ref))  # what comparisons() reports as the difference
     assert d.value < 0 and d.ci_high < 0  # paired: the windows' difficulty cancels
     ev = {("fp16", "transformers"): ref, (stock.variant, "llama.cpp"): stock, (mix.variant, "llama.cpp"): mix}
     (c,) = comparisons(ev, None, {mix.variant: 100e6, stock.variant: 105e6})
     assert c["against"] == "gguf-q4_k_m-imatrix" and abs(c["kld_mean"]["ratio"] - 0.8) < 1e-9
     assert c["ppl_increase_pct"]["difference"][0] < 0
+    assert c["kld_mean"]["difference"] == [d.value, d.ci_low, d.ci_high]
+
+
+def test_a_group_without_a_measurement_refuses_the_mix(tmp_path):
+    """A failed probe must not leave its group at the lowest type: the mix is refused (exit 2), naming the group."""
+    import json
+    from types import SimpleNamespace
+
+    from core.errors import UserError
+    from quantizers.gguf_mix import MixQuantizer
+
+    groups = _groups()
+    low = sum(g.bits(0) for g in groups)
+    partial = {k: v for k, v in SENS.items() if k != "blk2-ffn"}
+    with pytest.raises(UserError, match="blk2-ffn has no sensitivity measurement"):
+        allocate(groups, partial, 2 * low)
+    doc = {"groups": [{"group": k, "kld_increase": [v, v, v]} for k, v in partial.items()]
+           + [{"group": "blk2-ffn", "error": "evaluation failed: llama.cpp crashed"}]}
+    f = tmp_path / "sensitivity.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"tensor group blk2-ffn has no sensitivity measurement \(evaluation failed"):
+        MixQuantizer("gguf-mix-4.9")._sensitivity(SimpleNamespace(sensitivity=f))

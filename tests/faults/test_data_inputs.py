@@ -33,6 +33,16 @@ def test_calibration_jsonl_without_text(tmp_path, tiny_llama):
     assert_clean(p, "not a JSON object with a 'text' field", out=out)
 
 
+def test_calibration_that_overlaps_the_evaluation_text(tmp_path, tiny_llama):
+    """A variant calibrated on the text it is scored on is measured on what it was fitted to: refused."""
+    from core.paths import WIKITEXT_TEST
+
+    paragraphs = [line.strip() for line in WIKITEXT_TEST.read_text().splitlines() if len(line.strip()) > 400]
+    other = "An unrelated sentence about calibration, long enough to count as a passage of its own here. " * 40
+    p, out = _calib(tmp_path, tiny_llama, (other + "\n" + paragraphs[3] + "\n").encode())
+    assert_clean(p, "overlaps the evaluation text", out=out)
+
+
 def test_evaluation_text_shorter_than_one_window(tmp_path, tiny_llama):
     f = tmp_path / "eval.txt"
     f.write_text("A short text.")
