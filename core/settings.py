@@ -79,6 +79,8 @@ class EvalSettings:
     # greedy generations against fp16's (harness/generation.py): prompts per set (chat questions, text openings)
     gen_prompts: int = opt(32, "greedy generation: prompts per set (chat questions and text openings); 0: no generation")
     gen_tokens: int = opt(64, "greedy generation: new tokens per prompt")
+    gen_seed: int = opt(0, "seed of the generation prompts' choice (0: the first chat questions and evenly spread "
+                           "text openings; another seed draws both at random from the same pools)")
 
     def __post_init__(self) -> None:
         if self.windows == 0:

@@ -206,6 +206,12 @@ def render_report(results_file: Path, out: Path | None) -> int:
         pass
     from harness.gate.preview import default_limits, default_ship
 
+    if verdict:  # beside a verdict, the verdict's own intervals (its policy's bootstrap)
+        from evaluators.stats import Bootstrap
+        from harness.results_doc import with_bootstrap
+
+        b = verdict["bootstrap"]
+        results = with_bootstrap(results, Bootstrap(int(b["seed"]), int(b["resamples"]), float(b["confidence"])))
     write_report(results, target, verdict=verdict, limits=default_limits(), ship=None if verdict else default_ship(results))
     print(f"wrote {target}")
     return 0

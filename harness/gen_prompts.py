@@ -41,13 +41,24 @@ def _paragraphs(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def text_openings(text: str, scored_text: list[str], n: int) -> list[tuple[int, str]]:
-    """n paragraph openings spread evenly over the text, skipping paragraphs a scored window contains."""
+def _drawn(pool: int, n: int, seed: int) -> list[int]:
+    """n of range(pool): evenly spread for seed 0, else a seeded sample without replacement, in order."""
+    n = min(n, pool)
+    if seed == 0:
+        step = pool / n if n else 1
+        return [int(i * step) for i in range(n)]
+    import numpy as np
+
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(pool, size=n, replace=False))
+
+
+def text_openings(text: str, scored_text: list[str], n: int, seed: int = 0) -> list[tuple[int, str]]:
+    """n paragraph openings over the text (spread evenly, or drawn with `seed`), skipping paragraphs a scored
+    window contains."""
     paras = [(off, p) for off, p in _paragraphs(text) if not any(p[:80] in w for w in scored_text)]
     if n <= 0 or not paras:
         return []
-    step = len(paras) / n
-    picked = [paras[int(i * step)] for i in range(min(n, len(paras)))]
+    picked = [paras[i] for i in _drawn(len(paras), n, seed)]
     return [(off, " ".join(p.split()[:OPENING_WORDS])) for off, p in picked]
 
 
@@ -58,7 +69,8 @@ def _chat_ids(tok, question: str) -> list[int]:
     return tok(question + "\n", add_special_tokens=True)["input_ids"]
 
 
-def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path) -> tuple[list[GenPrompt], dict]:
+def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path,
+                    seed: int = 0) -> tuple[list[GenPrompt], dict]:
     """n chat prompts and n text openings (fewer when the data has fewer), their token ids, and facts for
     results.json (whether a chat template was used, the end-of-sequence ids)."""
     if n <= 0:
@@ -68,7 +80,7 @@ def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path) -
     key = hashlib.sha256(json.dumps([hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest(),
                                      hashlib.sha256(CHAT_PROMPTS.read_bytes()).hexdigest(),
                                      prepared.info["text_sha256"], prepared.info["windows_sha256"], n,
-                                     PROMPTS_FORMAT]).encode()).hexdigest()[:16]
+                                     PROMPTS_FORMAT] + ([seed] if seed else [])).encode()).hexdigest()[:16]
     cache = work_dir / f"gen-prompts-{key}.json"
     if cache.is_file():
         d = json.loads(cache.read_text())
@@ -76,10 +88,11 @@ def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path) -
     from harness.shared_inputs import _tokenizer, decode
 
     tok = _tokenizer(source.path)
-    questions = [json.loads(line) for line in CHAT_PROMPTS.read_text().splitlines() if line.strip()][:n]
+    pool = [json.loads(line) for line in CHAT_PROMPTS.read_text().splitlines() if line.strip()]
+    questions = pool[:n] if seed == 0 else [pool[i] for i in _drawn(len(pool), n, seed)]
     prompts = [GenPrompt("chat", q["id"], q["prompt"], [int(t) for t in _chat_ids(tok, q["prompt"])]) for q in questions]
     scored = [decode(source.path, [int(t) for t in w]) for w in prepared.windows.ids]
-    for off, opening in text_openings(text_file.read_text(encoding="utf-8"), scored, n):
+    for off, opening in text_openings(text_file.read_text(encoding="utf-8"), scored, n, seed):
         prompts.append(GenPrompt("text", f"{text_file.name}@{off}", opening,
                                  [int(t) for t in tok(opening, add_special_tokens=True)["input_ids"]]))
     eos = {int(t) for t in (tok.eos_token_id if isinstance(tok.eos_token_id, list) else [tok.eos_token_id])
@@ -92,6 +105,6 @@ def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path) -
         pass
     info = {"chat_template": bool(getattr(tok, "chat_template", None)), "eos_ids": sorted(eos),
             "chat_source": f"{CHAT_PROMPTS.relative_to(DATA_DIR.parent)}", "text_source": text_file.name,
-            "opening_words": OPENING_WORDS}
+            "opening_words": OPENING_WORDS, "seed": seed}
     cache.write_text(json.dumps({"prompts": [asdict(p) for p in prompts], "info": info}))
     return prompts, info

@@ -124,7 +124,8 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         from harness.gen_prompts import prepare_prompts
 
         with clock.stage("generation prompts (chat questions, text openings)", "windows"):
-            gen_prompts, gen_info = prepare_prompts(source, text, prepared, cfg.eval.gen_prompts, work)
+            gen_prompts, gen_info = prepare_prompts(source, text, prepared, cfg.eval.gen_prompts, work,
+                                                    cfg.eval.gen_seed)
         console.line(f"[generate] {len(gen_prompts)} prompts ({sum(p.set == 'chat' for p in gen_prompts)} chat"
                      f"{' with the model' + chr(39) + 's chat template' if gen_info.get('chat_template') else ''}, "
                      f"{sum(p.set == 'text' for p in gen_prompts)} text openings) x {cfg.eval.gen_tokens} greedy tokens")

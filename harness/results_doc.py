@@ -6,7 +6,7 @@ import time
 
 
 from evaluators.kernel_check import kernel_checks
-from evaluators.stats import effective_sample_size
+from evaluators.stats import Bootstrap, effective_sample_size
 from harness import metrics
 from harness.evidence import collect
 from harness.generation_doc import attach, noise_floor_note
@@ -65,7 +65,7 @@ def _row(v: str, rt: str, metric: str, e, unit: str = "") -> Row:
     return Row(v, rt, metric, e.value, e.ci_low, e.ci_high, unit=unit)
 
 
-def quality_rows(evidence: dict, clusters) -> list[Row]:
+def quality_rows(evidence: dict, clusters, boot=metrics.BOOTSTRAP) -> list[Row]:
     """Every window quantity of every measured cell, from harness.metrics: the same estimate and interval
     the gate computes (paired against fp16 × transformers where the quantity compares)."""
     try:
@@ -76,13 +76,13 @@ def quality_rows(evidence: dict, clusters) -> list[Row]:
     for (v, rt), cell in evidence.items():
         if cell.status not in ("ok", "broken"):
             continue
-        for metric, e in metrics.estimate_all(cell, ref, clusters,
+        for metric, e in metrics.estimate_all(cell, ref, clusters, boot,
                                               quantities=metrics.WINDOW_QUANTITIES + GEN_QUANTITIES).items():
             rows.append(_row(v, rt, metric, e))
     return rows
 
 
-def task_rows(evidence: dict, scores: dict[tuple[str, str], dict]) -> list[Row]:
+def task_rows(evidence: dict, scores: dict[tuple[str, str], dict], boot=metrics.BOOTSTRAP) -> list[Row]:
     """lm-eval metrics per cell and their change against fp16 (harness.metrics.task_reference), each with a
     bootstrap interval over documents (paired for the change), from the per-document outcomes only: a metric
     without them has no row (and the cell's notes say why), never a second kind of interval."""
@@ -99,16 +99,39 @@ def task_rows(evidence: dict, scores: dict[tuple[str, str], dict]) -> list[Row]:
             for metric in d["metrics"]:
                 name = f"{task}:{metric}"
                 try:
-                    rows.append(_row(v, rt, name, metrics.task_value(cell, task, metric), unit="task"))
+                    rows.append(_row(v, rt, name, metrics.task_value(cell, task, metric, boot), unit="task"))
                 except metrics.NotMeasured:
                     continue
                 if ref is not None and v != REFERENCE[0]:
                     try:
-                        rows.append(_row(v, rt, f"{name}_delta_vs_fp16", metrics.task_delta(cell, ref, task, metric),
-                                         unit="task"))
+                        rows.append(_row(v, rt, f"{name}_delta_vs_fp16", metrics.task_delta(cell, ref, task, metric,
+                                                                                              boot), unit="task"))
                     except metrics.NotMeasured:
                         pass
     return rows
+
+
+def bootstrap_of(results: dict) -> Bootstrap:
+    """The bootstrap settings results.json's rows were computed with."""
+    b = (results.get("statistics") or {}).get("bootstrap") or {}
+    d = metrics.BOOTSTRAP
+    return Bootstrap(int(b.get("seed", d.seed)), int(b.get("resamples", d.resamples)), float(b.get("confidence", d.level)))
+
+
+def with_bootstrap(results: dict, boot: Bootstrap) -> dict:
+    """results with every quality and task row recomputed under `boot` (a gate policy's settings), so that a
+    report shown beside a verdict prints the verdict's very intervals; results itself is left as it is."""
+    if bootstrap_of(results) == boot:
+        return results
+    evidence = collect(results)
+    scores = {(t["variant"], t["runtime"]): t["scores"] for t in results.get("task_cells", []) if t.get("scores")}
+    fresh = {(r.variant, r.runtime, r.metric): r.as_dict()
+             for r in quality_rows(evidence, (results.get("windows") or {}).get("clusters"), boot)
+             + task_rows(evidence, scores, boot)}
+    rows = [fresh.pop((r["variant"], r["runtime"], r["metric"]), r) for r in results["rows"]] + list(fresh.values())
+    stats = {**(results.get("statistics") or {}),
+             "bootstrap": {"seed": boot.seed, "resamples": boot.resamples, "confidence": boot.level}}
+    return {**results, "rows": rows, "statistics": stats}
 
 
 def window_statistics(evidence: dict, clusters) -> dict:

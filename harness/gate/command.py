@@ -10,6 +10,7 @@ from harness.gate import verdict as verdict_mod
 from harness.evidence import load_results
 from harness.gate.policy import DEFAULT_POLICY, load_policy
 from harness.gate.rules import Gate
+from harness.results_doc import with_bootstrap
 
 
 def baseline_pairing(results: dict, baseline: dict, unpaired_ok: bool) -> bool:
@@ -62,7 +63,8 @@ def run_gate(results_path: Path, policy_path: Path | None = None, baseline_path:
         try:
             from reports.html import write_report
 
-            write_report(results, out / "report.html", verdict=doc)
+            # the page prints the verdict's own intervals: rows recomputed under the policy's bootstrap
+            write_report(with_bootstrap(results, boot), out / "report.html", verdict=doc)
             wrote.append(str(out / "report.html"))
         except ImportError:
             console("report.html not re-rendered here (no pandas/matplotlib); verdict.json and verdict.md are the record")

@@ -28,8 +28,6 @@ LIMITS = {
     "max_kld_median": ("max", "median of per-token KL divergence vs fp16, nats"),
     "max_kld_p90": ("max", "90th percentile of per-token KL divergence vs fp16, nats"),
     "max_kld_p99": ("max", "99th percentile of per-token KL divergence vs fp16, nats"),
-    "max_kld_p999": ("max", "99.9th percentile of per-token KL divergence vs fp16, nats"),
-    "max_kld_max": ("max", "largest per-token KL divergence vs fp16, nats"),
     "min_top1_agreement": ("min", "top-1 agreement with fp16 (fraction of scored tokens)"),
     "max_delta_p_rms": ("max", "RMS of Δp, the next token's probability minus fp16's (fraction)"),
     "min_cor_ln_ppl": ("min", "correlation of per-token ln PPL with fp16's"),
@@ -47,7 +45,6 @@ BASELINE_LIMITS = {
     "max_ppl_increase_pct_points": ("max", "worsening of the PPL increase vs fp16, percentage points"),
     "max_kld_mean_increase": ("max", "increase of mean KL divergence, nats"),
     "max_kld_p99_increase": ("max", "increase of the per-token KLD p99, nats"),
-    "max_kld_p999_increase": ("max", "increase of the per-token KLD p99.9, nats"),
     "max_top1_agreement_drop": ("max", "drop of top-1 agreement (fraction)"),
     "max_delta_p_rms_increase": ("max", "increase of the RMS Δp (fraction)"),
     "max_acc_drop_points": ("max", "worsening of the accuracy drop vs fp16 per task, points"),
@@ -56,6 +53,10 @@ BASELINE_LIMITS = {
     "max_bits_per_weight_increase": ("max", "increase of bits per weight"),
     "max_decode_speedup_drop": ("max", "drop of the decode speed-up vs fp16 weights"),
 }
+# shown in the report, but no rule: a percentile bootstrap's upper bound never exceeds the observed maximum, and
+# p99.9 of a default run (24,576 tokens) rests on about 25 of them, so neither has an interval that holds
+DESCRIPTIVE_ONLY = {"max_kld_max": "the largest per-token KLD", "max_kld_p999": "the per-token KLD p99.9",
+                    "max_kld_p999_increase": "the per-token KLD p99.9"}
 PER_TASK = ("max_acc_drop_points", "max_flip_rate", "max_flip_rate_increase")
 OTHER_KEYS = ("decode_runtime",)  # the runtime whose decode speed min_decode_speedup reads
 
@@ -96,6 +97,9 @@ def _check_limits(where: str, table: dict, known: dict, tasks: tuple[str, ...]) 
             if not isinstance(value, str):
                 raise UserError(f"policy {where}: {key} must be a runtime name")
             continue
+        if key in DESCRIPTIVE_ONLY:
+            raise UserError(f"policy {where}: {key} is not a gate rule: {DESCRIPTIVE_ONLY[key]} is descriptive only "
+                            "(a bootstrap interval cannot bound an extreme); bound max_kld_p99 instead")
         if key not in known:
             raise UserError(f"policy {where}: unknown limit '{key}' (known: {', '.join(list(known) + list(OTHER_KEYS))})")
         if key in PER_TASK:
