@@ -1,14 +1,15 @@
-"""Do the intervals hold their 95%? An empirical check of harness/metrics.py's intervals.
+"""Do the intervals hold their 95%? An empirical check of harness/metrics.py's intervals, quantity by quantity.
 
 With every window of the evaluation text scored once for fp16 and for a quantized variant (a run with
-`--windows 0`), the all-windows PPL and paired ΔPPL are the truth a 48-window run estimates. The study
-draws subsets of windows exactly as the harness chooses them (evaluators/windows.py: choose_windows with
-seeds 0, 1, 2, ...), computes each subset's 95% intervals with the harness's own estimator, and counts
-how often they contain the truth. For contrast it does the same with windows resampled one by one
-(ignoring articles).
+`--windows 0`), and every document of a task (`--limit 0`), the all-windows and all-documents values are the
+truth a default run estimates. The study draws subsets exactly as the harness chooses them (windows:
+evaluators/windows.py's choose_windows with seeds 0, 1, 2, ...; documents: seeded random subsets of the
+default --limit), computes each subset's interval with the harness's own estimator (metrics.estimate,
+task_delta, flip_rate) and counts how often it contains the truth. Each truth is the same quantity's value on
+all units (metrics.point_value), never a second formula.
 
     python -m harness.coverage runs/coverage-all/results.json --variant gguf-q4_k_m×llama.cpp [--draws 1000]
-    python -m harness.coverage --data measurements/coverage-smollm2/windows.json   (the stored per-window data)
+    python -m harness.coverage --data measurements/coverage-smollm2/windows.json   (the stored data)
 """
 from __future__ import annotations
 
@@ -20,104 +21,151 @@ from pathlib import Path
 
 import numpy as np
 
+from core.settings import TaskSettings
 from evaluators.stats import Bootstrap
 from evaluators.windows import choose_windows
 from harness import metrics
 from harness.evidence import CellEvidence
 
-
 HARNESS = "spread windows, resampled by article (the harness)"
+# the window quantities a default-policy rule (or the report's headline) reads, by their metric names
+WINDOW_METRICS = ("ppl", "ppl_increase_pct", "kld_mean", "kld_p99", "top1_agreement", "delta_p_rms")
+TASK_METRICS = ("acc_delta_vs_fp16", "flip_rate")
+TARGET, TOLERANCE = 0.95, 0.03  # a validated interval covers 95 ± 3% of draws
+
+
+def _round(xs, digits: int = 5) -> list:
+    return [float(f"{x:.{digits}g}") for x in np.asarray(xs, dtype=np.float64).reshape(-1)]
 
 
 def window_data(results: dict, variant: str, runtime: str) -> dict:
-    """The per-window NLLs of fp16 × transformers and of one variant, with positions and clusters."""
+    """Per-window (and per-token) data of fp16 × transformers and one variant, per-document task outcomes."""
     cells = {(c["variant"], c["runtime"]): c for c in results["cells"]}
     ref, var = cells[metrics.REFERENCE], cells[(variant, runtime)]
     w = results["windows"]
     if w["n_windows"] != w["windows_available"]:
         raise SystemExit(f"the run scored {w['n_windows']} of {w['windows_available']} windows; the study needs all "
                          "(compare --windows 0)")
-    return {"model": results["source"]["name"], "text": w["text_file"], "n_ctx": w["n_ctx"],
+    data = {"model": results["source"]["name"], "text": w["text_file"], "n_ctx": w["n_ctx"],
             "variant": f"{variant} × {runtime}", "reference": " × ".join(metrics.REFERENCE),
             "positions": w["positions"], "clusters": w["clusters"], "cluster_kind": w["cluster_kind"],
+            "kld_method": var.get("kld_method"),
             "ref_window_nll": ref["window_nll"], "variant_window_nll": var["window_nll"]}
+    if var.get("kld_per_token"):
+        data.update({"variant_kld_per_token": [_round(k, 4) for k in var["kld_per_token"]],
+                     "variant_top1_per_window": var["top1_per_window"],
+                     "ref_nll_per_token": [_round(x) for x in ref["nll_per_token"]],
+                     "variant_nll_per_token": [_round(x) for x in var["nll_per_token"]]})
+    tasks = {(t["variant"], t["runtime"]): t for t in results.get("task_cells", []) if t.get("scores")}
+    rt, vt = tasks.get(metrics.REFERENCE), tasks.get((variant, runtime))
+    if rt and vt:
+        data["tasks"] = {}
+        for task, d in vt["scores"].items():
+            ref_doc, var_doc = rt["scores"][task]["per_doc"], d["per_doc"]
+            metric = "acc" if "acc" in var_doc else next(m for m in var_doc if m not in ("doc_id", "loglik"))
+            data["tasks"][f"{task}:{metric}"] = {"doc_id": var_doc["doc_id"], "ref": ref_doc[metric],
+                                                 "variant": var_doc[metric], "limit": TaskSettings().limit}
+    return data
 
 
-def choose_by_article(clusters_all, n: int, per_draw: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Another design, for contrast (not the harness's): a two-stage sample: n / per_draw articles drawn with replacement, each with probability proportional to
-    its number of windows, and per_draw of its windows drawn at random (windows of an article drawn again are
-    new ones while it has any). Every window of the text is equally likely, so the plain mean estimates the
-    all-windows value, and resampling the draws (harness/metrics.py resamples by `draw`) gives its variance,
-    article effects included. Returns (window indices in text order, the draw of each)."""
-    clusters_all = np.asarray(clusters_all)
-    rng = np.random.default_rng(seed)
-    ids, sizes = np.unique(clusters_all, return_counts=True)
-    members = {c: np.flatnonzero(clusters_all == c) for c in ids}
-    used: dict = {c: set() for c in ids}
-    picks, draws = [], []
-    for d, c in enumerate(rng.choice(ids, size=max(1, n // per_draw), p=sizes / sizes.sum())):
-        fresh = [w for w in members[c] if w not in used[c]]
-        pool = fresh if len(fresh) >= per_draw else list(members[c])
-        chosen = rng.choice(pool, size=per_draw, replace=len(pool) < per_draw)
-        used[c].update(int(w) for w in chosen)
-        picks += [int(w) for w in chosen]
-        draws += [d] * per_draw
-    order = np.argsort(picks, kind="stable")
-    return np.asarray(picks)[order], np.asarray(draws)[order]
+def _cells(data: dict, idx: np.ndarray | None = None) -> tuple[CellEvidence, CellEvidence]:
+    """(variant, fp16) evidence on the windows idx (all windows when None)."""
+    idx = slice(None) if idx is None else idx
+    ref, var = CellEvidence("fp16", "transformers", "ok"), CellEvidence("variant", "", "ok")
+    ref.window_nll = np.asarray(data["ref_window_nll"], dtype=np.float64)[idx]
+    var.window_nll = np.asarray(data["variant_window_nll"], dtype=np.float64)[idx]
+    if "variant_kld_per_token" in data:
+        var.kld_tokens = np.asarray(data["variant_kld_per_token"], dtype=np.float64)[idx]
+        var.top1_window = np.asarray(data["variant_top1_per_window"], dtype=np.float64)[idx]
+        ref.nll_tokens = np.asarray(data["ref_nll_per_token"], dtype=np.float64)[idx]
+        var.nll_tokens = np.asarray(data["variant_nll_per_token"], dtype=np.float64)[idx]
+    return var, ref
 
 
-def _cell(name: str, nll: np.ndarray) -> CellEvidence:
-    c = CellEvidence(name, "", "ok")
-    c.window_nll = nll
-    return c
+def _task_cells(d: dict, name: str, idx: np.ndarray | None = None) -> tuple[CellEvidence, CellEvidence]:
+    idx = np.arange(len(d["doc_id"])) if idx is None else idx
+    task, metric = name.split(":")
+    out = []
+    for side in ("variant", "ref"):
+        c = CellEvidence(side, "", "ok")
+        c.tasks = {task: {"doc_id": [d["doc_id"][i] for i in idx], metric: [d[side][i] for i in idx]}}
+        out.append(c)
+    return out[0], out[1]
 
 
-def study(data: dict, n: int = 48, draws: int = 1000, boot: Bootstrap = metrics.BOOTSTRAP) -> dict:
-    ref = np.asarray(data["ref_window_nll"], dtype=np.float64)
-    var = np.asarray(data["variant_window_nll"], dtype=np.float64)
+def _coverage(hits: list[bool], widths: list[float]) -> dict:
+    cov = float(np.mean(hits))
+    return {"coverage": cov, "mean_width": float(np.mean(widths)), "draws": len(hits),
+            "validated": abs(cov - TARGET) <= TOLERANCE}
+
+
+def study(data: dict, n: int = 48, draws: int = 1000, boot: Bootstrap = metrics.BOOTSTRAP,
+          one_by_one: bool = True) -> dict:
+    """Coverage of every quantity the data allows, under the harness's design (and, for contrast, with windows
+    resampled one by one)."""
+    var_all, ref_all = _cells(data)
     clusters = np.asarray(data["clusters"])
-    truth = {"ppl": float(np.exp(ref.mean())), "ppl_increase_pct": float(100 * (np.exp((var - ref).mean()) - 1))}
-    out: dict = {"n_windows_per_run": n, "windows_in_text": len(ref), "clusters_in_text": int(len(set(clusters))),
-                 "cluster_kind": data["cluster_kind"], "draws": draws, "bootstrap": {"resamples": boot.resamples,
-                 "seed": boot.seed, "confidence": boot.level}, "truth": truth, "methods": {}}
+    quantities = [metrics.BY_METRIC[m] for m in WINDOW_METRICS]
+    truth = {}
+    for q in quantities:
+        try:
+            truth[q.metric] = metrics.point_value(q, *q.data(var_all if q.metric != "ppl" else ref_all, ref_all))
+        except metrics.NotMeasured:
+            continue
+    out: dict = {"n_windows_per_run": n, "windows_in_text": len(ref_all.window_nll),
+                 "clusters_in_text": int(len(set(clusters))), "cluster_kind": data["cluster_kind"], "draws": draws,
+                 "bootstrap": {"resamples": boot.resamples, "seed": boot.seed, "confidence": boot.level},
+                 "kld_method": data.get("kld_method"), "truth": truth, "methods": {}, "tasks": {}}
     t0 = time.time()
-    designs = {
-        HARNESS: lambda d: (choose_windows(len(ref), n, "spread", d), "article"),
-        "spread windows, resampled one by one": lambda d: (choose_windows(len(ref), n, "spread", d), None),
-        "articles drawn, 2 windows each, resampled by draw": lambda d: choose_by_article(clusters, n, 2, d),
-    }
-    for method, design in designs.items():
-        hits = {"ppl": 0, "ppl_increase_pct": 0}
-        widths = {"ppl": [], "ppl_increase_pct": []}
+    designs = {HARNESS: True, "spread windows, resampled one by one": False} if one_by_one else {HARNESS: True}
+    qs = [q for q in quantities if q.metric in truth]
+    for method, by_article in designs.items():
+        hits: dict = {q.metric: [] for q in qs}
+        widths: dict = {q.metric: [] for q in qs}
         for d in range(draws):
-            idx, how = design(d)
-            r, v = _cell("fp16", ref[idx]), _cell("variant", var[idx])
-            cl = clusters[idx] if isinstance(how, str) else how
-            for q, cell, against in ((metrics.PPL, r, None), (metrics.PPL_INCREASE, v, r)):
-                e = metrics.estimate(q, cell, against, cl, boot)
-                hits[q.metric] += int(e.ci_low <= truth[q.metric] <= e.ci_high)
+            idx = choose_windows(len(clusters), n, "spread", d)
+            var, ref = _cells(data, idx)
+            cl = clusters[idx] if by_article else None
+            ests = metrics.estimate_all(var, ref, cl, boot, quantities=tuple(q for q in qs if q.metric != "ppl"))
+            ests["ppl"] = metrics.estimate(metrics.PPL, ref, None, cl, boot)
+            for q in qs:
+                e = ests[q.metric]
+                hits[q.metric].append(e.ci_low <= truth[q.metric] <= e.ci_high)
                 widths[q.metric].append(e.ci_high - e.ci_low)
-        out["methods"][method] = {m: {"coverage": hits[m] / draws, "mean_width": float(np.mean(widths[m]))}
-                                  for m in hits}
-    out["previous_method"] = previous_method(ref, var, n, truth)
+        out["methods"][method] = {m: _coverage(hits[m], widths[m]) for m in hits}
+    for name, d in (data.get("tasks") or {}).items():
+        out["tasks"][name] = task_study(d, name, d.get("limit", 200), draws, boot)
     out["seconds"] = round(time.time() - t0, 1)
     return out
 
 
-T_975_47 = 2.0117  # Student's t, 97.5% quantile, 47 degrees of freedom (the previous method's n = 48)
+def task_study(d: dict, name: str, limit: int, draws: int, boot: Bootstrap) -> dict:
+    """Coverage of the paired accuracy change and the flip rate over subsets of `limit` documents."""
+    task, metric = name.split(":")
+    var_all, ref_all = _task_cells(d, name)
+    truth = {"acc_delta_vs_fp16": metrics.task_delta(var_all, ref_all, task, metric, Bootstrap(resamples=100)).value,
+             "flip_rate": metrics.flip_rate(var_all, ref_all, task, metric, Bootstrap(resamples=100)).value}
+    hits: dict = {m: [] for m in TASK_METRICS}
+    widths: dict = {m: [] for m in TASK_METRICS}
+    n_docs = len(d["doc_id"])
+    for s in range(draws):
+        idx = np.sort(np.random.default_rng(s).choice(n_docs, size=min(limit, n_docs), replace=False))
+        var, ref = _task_cells(d, name, idx)
+        for m, e in (("acc_delta_vs_fp16", metrics.task_delta(var, ref, task, metric, boot)),
+                     ("flip_rate", metrics.flip_rate(var, ref, task, metric, boot))):
+            hits[m].append(e.ci_low <= truth[m] <= e.ci_high)
+            widths[m].append(e.ci_high - e.ci_low)
+    return {"documents_in_task": n_docs, "documents_per_run": min(limit, n_docs), "truth": truth,
+            **{m: _coverage(hits[m], widths[m]) for m in TASK_METRICS}}
 
 
-def previous_method(ref: np.ndarray, var: np.ndarray, n: int, truth: dict) -> dict | None:
-    """What the harness did before: the first n windows and a t-interval of the mean NLL (of the paired
-    difference for ΔPPL). One sample, so no coverage: whether its intervals contain the truth."""
-    if n != 48:
-        return None
-    out = {}
-    for metric, x, f in (("ppl", ref[:n], np.exp), ("ppl_increase_pct", (var - ref)[:n], lambda v: 100 * (np.exp(v) - 1))):
-        half = T_975_47 * x.std(ddof=1) / np.sqrt(n)
-        lo, hi = float(f(x.mean() - half)), float(f(x.mean() + half))
-        out[metric] = {"value": float(f(x.mean())), "ci": [lo, hi], "contains_truth": lo <= truth[metric] <= hi}
-    return out
+def record_from_study(study: dict, source: str) -> dict:
+    """The validated quantities of a coverage study (its harness design only): the gate's record of them."""
+    windows = {m: round(c["coverage"], 4) for m, c in study["methods"][HARNESS].items() if c["validated"]}
+    tasks = {name: {m: round(t[m]["coverage"], 4) for m in TASK_METRICS if t[m]["validated"]}
+             for name, t in (study.get("tasks") or {}).items()}
+    return {"source": source, "draws": study["draws"], "windows_per_run": study["n_windows_per_run"],
+            "kld_method": study.get("kld_method"), "windows": windows, "tasks": {k: v for k, v in tasks.items() if v}}
 
 
 def main(argv: list[str]) -> int:
@@ -129,6 +177,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--windows", type=int, default=48)
     p.add_argument("--out", type=Path, help="write the study's figures here (JSON)")
+    p.add_argument("--record", type=Path, help="also write the validated quantities here (the gate's "
+                   "harness/gate/interval-coverage.json), naming --out as their source")
     a = p.parse_args(argv)
     if a.data:
         data = json.loads(a.data.read_text())
@@ -139,18 +189,17 @@ def main(argv: list[str]) -> int:
             a.save_data.write_text(json.dumps(data))
     res = {"data": {k: data[k] for k in ("model", "text", "n_ctx", "variant", "reference")}, **study(data, a.windows, a.draws)}
     for method, d in res["methods"].items():
-        print(f"{method}: PPL {100 * d['ppl']['coverage']:.1f}% (mean width {d['ppl']['mean_width']:.3f}), "
-              f"paired ΔPPL {100 * d['ppl_increase_pct']['coverage']:.1f}% (mean width "
-              f"{d['ppl_increase_pct']['mean_width']:.3f} points) of {res['draws']} draws of {res['n_windows_per_run']} windows")
-    prev = res.get("previous_method")
-    if prev:
-        print("previous method (the first 48 windows, t-interval): " + "; ".join(
-            f"{m} {d['value']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}] {'contains' if d['contains_truth'] else 'MISSES'} "
-            "the all-windows value" for m, d in prev.items()))
-    print(f"truth (all {res['windows_in_text']} windows, {res['clusters_in_text']} {res['cluster_kind']}s): PPL "
-          f"{res['truth']['ppl']:.4f}, ΔPPL {res['truth']['ppl_increase_pct']:+.3f}%; {res['seconds']} s")
+        print(f"{method} ({res['draws']} draws of {res['n_windows_per_run']} windows):")
+        for m, c in d.items():
+            print(f"  {m}: {100 * c['coverage']:.1f}% (mean width {c['mean_width']:.4g}; truth {res['truth'][m]:.5g})")
+    for name, t in res["tasks"].items():
+        print(f"{name} ({res['draws']} draws of {t['documents_per_run']} of {t['documents_in_task']} documents): "
+              + "; ".join(f"{m} {100 * t[m]['coverage']:.1f}% (truth {t['truth'][m]:.4g})" for m in TASK_METRICS))
+    print(f"{res['seconds']} s")
     if a.out:
         a.out.write_text(json.dumps(res, indent=1))
+    if a.record:
+        a.record.write_text(json.dumps(record_from_study(res, str(a.out or a.data or a.results)), indent=1) + "\n")
     return 0
 
 

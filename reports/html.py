@@ -123,7 +123,8 @@ def _interval_note(results: dict) -> str:
     n_eff = ref.get("n_eff_nll")
     paired = [d["n_eff_paired_nll_difference"] for d in (st.get("windows") or {}).values()
               if d.get("n_eff_paired_nll_difference") is not None]
-    text = (f"Windows: {win.get('choice', 'the first ones of the text')}. Every interval is a 95% percentile bootstrap "
+    level = f"{100 * float(b.get('confidence', 0.95)):.0f}%"
+    text = (f"Windows: {win.get('choice', 'the first ones of the text')}. Every interval is a {level} percentile bootstrap "
             f"({b.get('resamples', '?')} resamples, seed {b.get('seed', '?')}) that resamples windows by "
             f"{win.get('cluster_kind', 'window')} ({win.get('n_clusters', '?')} of them), paired against fp16 × "
             "transformers wherever a figure compares with it; the release gate computes the same intervals.")

@@ -23,3 +23,37 @@ def test_the_check_can_fail():
     res = study(data, n=48, draws=200, boot=Bootstrap(resamples=1000, level=0.80))
     cov = res["methods"][HARNESS]["ppl_increase_pct"]["coverage"]
     assert not 0.92 <= cov <= 0.98, cov
+
+
+def test_the_gates_record_is_the_studys():
+    """harness/gate/interval-coverage.json says what the archived coverage study showed, no more."""
+    from harness.coverage import record_from_study
+    from harness.gate.coverage_record import RECORD_FILE
+
+    record = json.loads(RECORD_FILE.read_text())
+    source = Path(__file__).resolve().parent.parent / record["source"]
+    assert record == record_from_study(json.loads(source.read_text()), record["source"])
+    for figures in [record["windows"], *record["tasks"].values()]:
+        assert all(0.92 <= c <= 0.98 for c in figures.values()), figures
+
+
+def test_verdict_marks_the_rules_whose_interval_was_not_validated():
+    from harness.gate.coverage_record import interval_coverage
+    from harness.gate.policy import parse_policy
+    from harness.gate.rules import Gate
+    from harness.gate.verdict import build, markdown
+    from tests.gate_fixtures import make_results
+
+    record = json.loads((Path(__file__).resolve().parent.parent / "harness/gate/interval-coverage.json").read_text())
+    r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.03, "kld": 0.05}})
+    policy = parse_policy('policy_version = 1\n[variants."*"]\nmax_ppl_increase_pct = 10.0\nmax_kld_median = 0.5\n'
+                          'max_size_mb = 1000\n', "p")
+    ds = Gate(r, policy).run()
+    md = markdown(build(ds, policy, Path("results.json"), r, None, True))
+    rows = {line.split(" | ")[2]: line for line in md.splitlines() if line.startswith("| gguf-q4_k_m")}
+    assert interval_coverage("max_ppl_increase_pct") == record["windows"]["ppl_increase_pct"]
+    assert "max_ppl_increase_pct" in rows  # validated: no mark
+    assert "max_kld_median †" in rows  # no study of the median's interval
+    assert "max_size_mb" in rows  # exact, no interval to validate
+    assert "† interval not validated" in md
+    assert interval_coverage("baseline.max_kld_mean_increase") is None

@@ -159,7 +159,9 @@ def test_loop_rule_catches_what_perplexity_misses():
     """Scores as good as fp16's, but half the greedy continuations loop: the PPL rule passes, the loop rule fails."""
     r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.001, "kld": 0.01, "loops": 0.5},
                       "gguf-q8_0": {"ppl_shift": 0.001, "kld": 0.005, "drift": 0.5}})
-    ds = {(d.variant, d.rule): d for d in _decisions(r, load_policy(None))}
+    policy = parse_policy('policy_version = 1\n[variants."*"]\nmax_ppl_increase_pct = 10.0\n'
+                          'max_loop_rate_increase = 10.0\n', "loop policy")  # not in the default (README says why)
+    ds = {(d.variant, d.rule): d for d in _decisions(r, policy)}
     assert ds[("gguf-q4_k_m", "max_ppl_increase_pct")].decision == "pass"
     loop = ds[("gguf-q4_k_m", "max_loop_rate_increase")]
     assert loop.decision == "fail" and 35 < loop.estimate < 65 and loop.ci_low > 15
@@ -174,3 +176,57 @@ def test_the_report_previews_a_ship_choice_only_where_quality_was_measured():
     assert default_ship(r) is not None and "summary" in default_ship(r)
     r["source"] = {"name": "synthetic qwen3-4b shape", "origin": "synthetic"}  # performance only
     assert default_ship(r) is None
+
+
+def test_an_extreme_is_refused_as_a_rule():
+    """A percentile bootstrap never bounds the maximum from above: max_kld_max and p99.9 are descriptive only."""
+    from core.errors import UserError
+
+    for key in ("max_kld_max", "max_kld_p999"):
+        with pytest.raises(UserError, match=f"{key} is not a gate rule"):
+            parse_policy(f'policy_version = 1\n[variants."*"]\n{key} = 1.0\n', "p")
+    with pytest.raises(UserError, match="max_kld_p999_increase is not a gate rule"):
+        parse_policy('policy_version = 1\n[variants."*".baseline]\nmax_kld_p999_increase = 1.0\n', "p")
+
+
+def test_the_report_beside_a_verdict_prints_the_verdicts_intervals(tmp_path):
+    """A policy with another bootstrap seed: the re-rendered report's rows are the verdict's intervals."""
+    import re
+
+    from harness.gate.command import run_gate
+    from reports.tables import summary_frame
+
+    from pathlib import Path
+
+    # a real results.json, as compare wrote it (rows under seed 0)
+    r = json.loads((Path(__file__).resolve().parent.parent / "measurements/cpu-smollm2-gate/results.json").read_text())
+    assert r["statistics"]["bootstrap"] == {"seed": 0, "resamples": 4000, "confidence": 0.95}
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps(r))
+    policy = tmp_path / "p.toml"
+    policy.write_text('policy_version = 1\n[bootstrap]\nseed = 7\nresamples = 1000\n[variants."gguf-q*"]\n'
+                      'max_ppl_increase_pct = 10.0\nmax_kld_mean = 0.1\n')
+    seen = {}
+    import reports.html as page
+
+    real = page.write_report
+    page.write_report = lambda results, target, **kw: seen.setdefault("results", results) and real(results, target, **kw)
+    try:
+        run_gate(f, policy, console=lambda *a: seen.setdefault("console", []).append(a[0]))
+    finally:
+        page.write_report = real
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    shown = {(x["variant"], x["runtime"], x["metric"]): x for x in seen["results"]["rows"]}
+    stored = {(x["variant"], x["runtime"], x["metric"]): x for x in r["rows"]}
+    for d in verdict["rules"]:
+        metric = {"max_ppl_increase_pct": "ppl_increase_pct", "max_kld_mean": "kld_mean"}[d["rule"]]
+        key = (d["variant"], d["runtime"], metric)
+        assert (shown[key]["value"], shown[key]["ci_low"], shown[key]["ci_high"]) == (d["estimate"], d["ci_low"], d["ci_high"])
+        assert (stored[key]["ci_low"], stored[key]["ci_high"]) != (d["ci_low"], d["ci_high"])  # seed 0's would differ
+    assert seen["results"]["statistics"]["bootstrap"] == {"seed": 7, "resamples": 1000, "confidence": 0.95}
+    assert (tmp_path / "report.html").is_file(), seen["console"][-6:]
+    html = (tmp_path / "report.html").read_text()
+    assert "1000 resamples, seed 7" in html
+    frame = summary_frame(seen["results"])
+    cell = frame[(frame.variant == "gguf-q4_k_m") & (frame.runtime == "llama.cpp")].iloc[0]["ΔPPL vs fp16 [paired CI]"]
+    assert re.sub(r"<[^>]+>", "", cell) in html

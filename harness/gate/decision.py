@@ -25,6 +25,7 @@ class Decision:
     reason: str
     method: str  # how the interval was made
     against: str  # fp16 × transformers, or the baseline's same cell
+    interval_coverage: float | None = None  # coverage shown by resampling (harness/gate/coverage_record.py)
 
     def as_dict(self) -> dict:
         d = asdict(self)

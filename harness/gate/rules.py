@@ -7,6 +7,7 @@ from harness import generation_metrics as GM
 from harness import metrics as M
 from core.names import REFERENCE_VARIANT, variant_key
 from harness.evidence import CellEvidence, clusters, collect, reference
+from harness.gate.coverage_record import interval_coverage
 from harness.gate.decision import Decision, decide
 from harness.gate.policy import BASELINE_LIMITS, LIMITS, PER_TASK, Policy
 from core.errors import UserError
@@ -60,7 +61,7 @@ class Gate:
         value, lo, hi = est
         dec, reason = decide(direction, float(limit), value, lo, hi)
         return Decision(cell.variant, cell.runtime, rule, metric, "<=" if direction == "max" else ">=", float(limit),
-                        value, lo, hi, dec, reason, method, against)
+                        value, lo, hi, dec, reason, method, against, interval_coverage(rule))
 
     def _fail(self, variant, runtime, rule, metric, direction, limit, reason, against="fp16") -> Decision:
         return Decision(variant, runtime, rule, metric, "<=" if direction == "max" else ">=",

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from harness.gate.ship import recommend
+from harness.gate.coverage_record import source as coverage_source
 from harness.gate.decision import RULE_TEXT, Decision
 from harness.gate.policy import Policy
 from harness.schema import write_json_atomic
@@ -70,13 +71,21 @@ def markdown(doc: dict) -> str:
         s = doc["ship"]["summary"]
         lines += ["", f"**{s[0].upper() + s[1:]}**"]
     lines += ["", "| variant | runtime | rule | estimate [CI] | limit | decision |", "|---|---|---|---|---|---|"]
+    unvalidated = False
     for r in doc["rules"]:
         ci = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["ci_low"] is not None and r["ci_low"] != r["ci_high"] else ""
         dec = r["decision"].upper() if r["decision"] != "pass" else "pass"
         why = "" if r["decision"] == "pass" or r["estimate"] is not None else f": {r['reason']}"
-        lines.append(f"| {r['variant']} | {r['runtime'] or '—'} | {r['rule']} | {_num(r['estimate'])}{ci} | "
+        mark = ""
+        if "bootstrap" in r["method"] and r.get("interval_coverage") is None:
+            mark, unvalidated = " †", True
+        lines.append(f"| {r['variant']} | {r['runtime'] or '—'} | {r['rule']}{mark} | {_num(r['estimate'])}{ci} | "
                      f"{r['comparison']} {_num(r['limit'])} | {dec}{why} |")
     b = doc["bootstrap"]
+    if unvalidated:
+        lines += ["", f"† interval not validated: no coverage study ({coverage_source() or 'harness/coverage.py'}) "
+                      "showed this quantity's interval holding 95 ± 3% at the default counts; read its decision "
+                      "with that in mind."]
     lines += ["", f"{doc['rule_text']} Intervals: percentile bootstrap, {b['resamples']} resamples, seed {b['seed']}; "
               f"inconclusive counts as **{doc['policy']['on_inconclusive']}**. Policy: {doc['policy']['source']}."]
     if doc["baseline"]:
