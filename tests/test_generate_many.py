@@ -38,3 +38,28 @@ def test_llama_cpp_sequences_match_one_by_one(tiny_llama, tmp_path):
     rt.load(gguf, "gguf", 2, 128)
     rt.GEN_SEQS = 3
     assert rt.generate_many(PROMPTS, 12) == _alone(rt, 12)
+
+
+@pytest.mark.slow
+def test_llama_cpp_continuations_do_not_depend_on_the_prompts_beside_them():
+    """A prompt's greedy continuation is the same whichever prompts share its context, in any order: the same
+    cell gives the same continuations run to run. The default model's embedded Q4_1 file, real chat questions."""
+    pytest.importorskip("llama_cpp")
+    import json
+    import random
+
+    from core.paths import DATA_DIR
+    from evaluators.backends import make_runtime
+    from harness.default_model import find_embedded_gguf
+
+    rt = make_runtime(CellSpec(runtime="llama.cpp"))
+    rt.load(find_embedded_gguf(), "gguf", 2, 512)
+    questions = [json.loads(x)["prompt"] for x in (DATA_DIR / "generation" / "chat-prompts.jsonl").read_text().splitlines()]
+    prompts = [[1] + rt.tokenize(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n") for q in questions[:32]]
+    base = rt.generate_many(prompts, 40)
+    order = list(range(len(prompts)))
+    random.Random(7).shuffle(order)
+    shuffled = rt.generate_many([prompts[i] for i in order], 40)
+    assert [shuffled[order.index(i)] for i in range(len(prompts))] == base
+    assert rt.generate_many(prompts[3:8], 40) == base[3:8]  # other neighbours, another group size
+    assert rt.generate_many([prompts[9]], 40) == [base[9]]  # alone

@@ -224,8 +224,14 @@ class LlamaCppRuntime(Runtime):
     GEN_SEQS = 16  # prompts decoded together in one context (a sequence id each)
 
     def generate_many(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
-        """Greedy continuations of several prompts of any lengths in one context: one llama_decode for their
-        prompts (logits at each one's last token), then one per step with a token per sequence."""
+        """Greedy continuations of several prompts in one context, each a function of its own prompt only.
+
+        Each prompt is prefilled in a llama_decode of its own (prompts decoded together in one batch took
+        other kernel paths by the batch's size, and a prompt's continuation changed with the prompts beside
+        it: 24 of 64 on the default model's Q4_1 file when the same prompts were shuffled), and each sequence
+        has its own KV stream. The steps then decode one token per sequence together; a lone prompt is decoded
+        beside a copy of itself, because a one-token batch takes llama.cpp's matrix-vector path, which rounds
+        differently from the batched one."""
         import llama_cpp
         from llama_cpp import _internals
 
@@ -233,33 +239,35 @@ class LlamaCppRuntime(Runtime):
         vocab = self._model().n_vocab()
         for s in range(0, len(prompts), self.GEN_SEQS):
             group = [[int(t) for t in p] for p in prompts[s:s + self.GEN_SEQS]]
-            b, total = len(group), sum(len(p) for p in group)
-            ctx = self._decode_context(total + b * n_new, total, b)
-            prefill = _internals.LlamaBatch(n_tokens=total, embd=0, n_seq_max=1, verbose=False)
-            step = _internals.LlamaBatch(n_tokens=b, embd=0, n_seq_max=1, verbose=False)
+            real = len(group)
+            if real == 1:
+                group = group * 2
+            b, longest = len(group), max(len(p) for p in group)
+            per_seq = longest + n_new
+            ctx = self._decode_context(per_seq * b, max(longest, b), b)
+            batch = _internals.LlamaBatch(n_tokens=max(longest, b), embd=0, n_seq_max=1, verbose=False)
             try:
-                prefill.batch.n_tokens = 0
+                nxt = []
                 for q, p in enumerate(group):
-                    prefill.add_sequence(p, q, False)
-                ctx.decode(prefill)
-                ends = np.cumsum([len(p) for p in group]) - 1
-                nxt = [int(np.ctypeslib.as_array(ctx.get_logits_ith(int(e)), shape=(vocab,)).argmax()) for e in ends]
+                    batch.batch.n_tokens = 0
+                    batch.add_sequence(p, q, False)
+                    ctx.decode(batch)
+                    nxt.append(int(np.ctypeslib.as_array(ctx.get_logits_ith(len(p) - 1), shape=(vocab,)).argmax()))
                 toks = [[t] for t in nxt]
-                sb = step.batch
+                sb = batch.batch
                 for k in range(n_new - 1):
                     sb.n_tokens = b
                     for q in range(b):
                         sb.token[q], sb.pos[q], sb.n_seq_id[q], sb.logits[q] = nxt[q], len(group[q]) + k, 1, True
                         sb.seq_id[q][0] = q
-                    ctx.decode(step)
+                    ctx.decode(batch)
                     logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx.ctx), shape=(b, vocab))
                     nxt = [int(t) for t in logits.argmax(-1)]
                     for q in range(b):
                         toks[q].append(nxt[q])
             finally:
-                step.close()
-                prefill.close()
-            out += toks
+                batch.close()
+            out += toks[:real]
         return out
 
     def tokenize(self, text: str) -> list[int] | None:
