@@ -217,6 +217,9 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
             result["speed"]["contention"] = watch.result
             if spec.profile_decode:  # GPU torch runtimes: kernels per token, by kind
                 result["decode_profile"] = profile_decode(rt, prompt, PROFILE_STEPS)
+            if check is not None and len(spec.decode_batches or []) > 0:
+                # again after the larger batches' steps were made: the batch-1 step must still decode right
+                result["decode_check_after_batches"] = rt.check_decode(spec.sanity_prompt_ids, DECODE_CHECK_TOKENS)
         if rt.serving is not None:
             result["serving"] = measure_serving(rt, win, rt.serving)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

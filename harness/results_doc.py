@@ -191,6 +191,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
                 "parallel": r.get("parallel"),
                 "device": r.get("device", "cpu"),
                 "decode_check": r.get("decode_check"),
+                "decode_check_after_batches": r.get("decode_check_after_batches"),
                 "compile_seconds": r.get("compile_seconds"),
                 "decode_profile": r.get("decode_profile"),
             })

@@ -159,3 +159,22 @@ def test_a_layer_that_fails_to_compile_falls_back_to_eager_and_says_so(tiny_qwen
     g = rt.generate(PROMPT[:20], 4)
     assert len(g.tokens) == 5 and rt.decoder.mode.startswith("eager")
     assert any("COMPILING FAILED" in n and "could not lower" in n for n in rt.notes)
+
+
+def test_the_rope_table_is_made_once_before_any_step_and_never_moves(tiny_llama):
+    """A captured step reads the RoPE table by address: a larger batch slot made after it must not reallocate
+    the table (the batch-1 graph would read freed memory), and the batch-1 step still decodes right after the
+    batch-8 runs. A run past the model's positions makes the table anew and retires every captured step."""
+    rt = runtime(tiny_llama, mode="eager")
+    graph, fused = rt.decoder, rt.model.decoder
+    rt.generate(PROMPT, 4)
+    ptr, n = fused._cos.data_ptr(), fused._cos.shape[0]
+    assert n >= fused.max_positions > 0  # every position the model takes, before the first step
+    rt.generate_batch([PROMPT] * 8, 4)
+    rt.generate(PROMPT, 40)
+    assert (fused._cos.data_ptr(), fused._cos.shape[0]) == (ptr, n)
+    assert set(graph._slots) == {1, 8}
+    check = rt.check_decode(PROMPT[:24], 8)  # the batch-1 step after the batch-8 runs
+    assert check["rel_mean_err"] < 1e-5 and check["top1_agreement"] == 1.0, check
+    graph._slot(2, n + 16)  # longer than the table: made anew, and the older steps are retired
+    assert fused._cos.data_ptr() != ptr and set(graph._slots) == {2}

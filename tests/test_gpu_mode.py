@@ -116,6 +116,7 @@ def test_synthetic_weights_mode_on_cpu(tokenizer_dir, tmp_path):
     for v in ("fp16", "awq-int4"):
         c = cells[(v, "transformers-compiled")]
         assert c["decode_check"]["rel_mean_err"] < 0.01 and set(c["compile_seconds"]) == {"1", "3"}, c
+        assert c["decode_check_after_batches"]["rel_mean_err"] < 0.01, c  # batch 1 again, after batch 3 ran
         assert (v, "transformers-compiled", "decode_tok_s_b3") in metrics
     assert "int4" in cells[("awq-int4", "transformers-compiled")]["compute_dtype"]
     assert "a stated gap" in r["notes"] and r["source"]["origin"] == "synthetic"

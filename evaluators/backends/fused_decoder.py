@@ -141,6 +141,7 @@ class FusedDecoder:
         self.head = model.get_output_embeddings().weight
         self.dtype, self.device = self.embed.dtype, self.embed.device
         self.rotary = inner.rotary_emb
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 0)
         self._cos = self._sin = None
         self.layer = self.eager_layer
 
@@ -173,11 +174,16 @@ class FusedDecoder:
             self.ensure_rope(need)
         return self._cos[positions][:, None], self._sin[positions][:, None]
 
-    def ensure_rope(self, n: int) -> None:
+    def ensure_rope(self, n: int) -> bool:
+        """A cos/sin table of at least n positions; True when it had to be made anew (its storage moved, so a
+        CUDA graph captured over the old one must not be replayed)."""
+        if self._cos is not None and self._cos.shape[0] >= n:
+            return False
         n = max(n, 1024, 0 if self._cos is None else 2 * self._cos.shape[0])
         pos = torch.arange(n, device=self.device)[None]
         cos, sin = self.rotary(torch.empty(0, dtype=self.dtype, device=self.device), pos)
         self._cos, self._sin = cos[0], sin[0]
+        return True
 
     def new_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         sh = self.shape

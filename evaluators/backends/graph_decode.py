@@ -84,7 +84,11 @@ class GraphDecoder:
             return s
         self._slots.pop(batch, None)
         d = self.decoder
-        d.ensure_rope(length)
+        # the step reads the RoPE table by address: made once, before any capture, for every position the
+        # model takes; a longer run (past max_position_embeddings) makes it anew and retires every captured
+        # step, whose graph would read the freed table
+        if d.ensure_rope(max(length, d.max_positions)):
+            self._slots.clear()
         s = _Slot(d.new_cache(batch, length), torch.zeros(batch, 1, dtype=torch.long, device=self.device),
                   torch.zeros(1, dtype=torch.long, device=self.device), torch.arange(length, device=self.device))
         try:
