@@ -14,7 +14,8 @@ from reports.tables import (accuracy_frame, decode_detail_frame, kernel_check_fr
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0} th,td{border:1px solid #ccc;padding:.3em .5em;text-align:right}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:right} th{white-space:normal;vertical-align:bottom;min-width:4em}
 th{background:#f4f4f4} td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}
 .flag-broken,.flag-error{background:#fdd;border-left:6px solid #c00;padding:.5em 1em;margin:.4em 0;font-weight:600}
 .flag-warning{background:#fff6d6;border-left:6px solid #d90;padding:.5em 1em;margin:.4em 0}
@@ -24,7 +25,7 @@ tr.broken td{background:#fdd} tr.failed td{background:#eee;color:#777} tr.unsupp
 .verdict-pass{background:#e6f6e6;border-left:8px solid #2a2;padding:.6em 1em} .verdict-fail{background:#fdd;border-left:8px solid #c00;padding:.6em 1em}
 .verdict-inconclusive{background:#fff6d6;border-left:8px solid #d90;padding:.6em 1em} .verdict-big{font-size:1.3em;font-weight:700}
 tr.dec-fail td{background:#fdd} tr.dec-inconclusive td{background:#fff6d6}
-table.gen{width:100%} table.gen th{width:16em;text-align:left;vertical-align:top} table.gen td{text-align:left}
+table.gen{width:100%;display:table} table.gen th{width:16em;text-align:left;vertical-align:top} table.gen td{text-align:left}
 table.gen pre{white-space:pre-wrap;margin:0;font-size:.95em} mark{background:#ffd24d} .degenerate{color:#c00;font-weight:700}
 details{margin:.4em 0;border:1px solid #eee;padding:.3em .6em} summary{cursor:pointer}
 .ship{background:#eef5ff;border-left:8px solid #36c;padding:.6em 1em;margin:.4em 0;font-size:1.05em}
@@ -161,7 +162,14 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
         parts.append("<div class='flag-warning'>PERFORMANCE ONLY: random weights of the model's shape; speed, memory and "
                      "kernel checks are measured, quality is not (see Notes).</div>")
     parts.append("<h2>Summary</h2>")
-    parts.append(_table(summary_frame(results)))
+    # two tables of the same rows, so that each fits a page's width: quality against fp16, then size, speed and
+    # greedy generations (one table of every column ran past a 1400-pixel window)
+    summary = summary_frame(results)
+    cols = list(summary.columns)
+    split = cols.index("size MB") if "size MB" in cols else len(cols)
+    parts.append(_table(summary[cols[:split]]))
+    if split < len(cols):
+        parts.append(_table(summary[cols[:2] + cols[split:]]))
     methods = sorted({c["kld_method"] for c in results["cells"] if c.get("kld_method")})
     if len(methods) > 1:
         parts.append("<div class='flag-warning'>The KLD figures above were taken in different ways ("

@@ -1,5 +1,6 @@
-"""The default policy on the default model's measured results (measurements/cpu-smollm2-gate/results.json,
-written by `make compare` with every variant on this kind of machine): no false alarm for the same
+"""The default policy on the default model's archived run (measurements/cpu-smollm2-gate/results.json): the run
+the noise floor in the README was read from, so this is a regression check of the gate on it, not a check of
+the limits (tests/test_default_policy.py checks them on runs they were not set from). No false alarm for the same
 weights on another runtime, Q4_K_M passes and Q2_K fails, whatever the bootstrap seed."""
 from pathlib import Path
 
