@@ -90,11 +90,12 @@ $(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
 bench: setup tools
 	$(BIN)/quantcompare bench $(if $(MODEL),--model "$(MODEL)") --out "$(or $(OUT),runs/bench)" --tools $(TOOLS_DIR)/bin $(ARGS)
 
-# Do the intervals hold their 95%? Scores every window of the text for fp16 and gguf-q4_k_m (cached after the
-# first time), then draws 1,000 subsets of 48 windows as compare chooses them (harness/coverage.py).
+# Do the intervals hold their 95%? Scores every window of the text and every PIQA document for fp16 and
+# gguf-q4_k_m with the default KLD (cached after the first time), then draws 1,000 subsets of 48 windows as
+# compare chooses them, and of 200 documents (harness/coverage.py).
 COVERAGE_OUT ?= runs/coverage-all
 coverage: setup
-	$(BIN)/quantcompare compare --variants fp16,gguf-q4_k_m --windows 0 --tasks none --kld-top-k 1 --speed-repeats 1 --out "$(COVERAGE_OUT)" $(ARGS) || test $$? -eq 1
+	$(BIN)/quantcompare compare --variants fp16,gguf-q4_k_m --windows 0 --tasks piqa --limit 0 --gen-prompts 0 --speed-repeats 1 --out "$(COVERAGE_OUT)" $(ARGS) || test $$? -eq 1
 	$(BIN)/python -m harness.coverage "$(COVERAGE_OUT)/results.json" --variant "gguf-q4_k_m×llama.cpp" --draws 1000 \
 		--save-data "$(COVERAGE_OUT)/windows.json" --out "$(COVERAGE_OUT)/coverage.json"
 

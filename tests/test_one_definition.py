@@ -145,3 +145,20 @@ def test_no_second_definition_in_the_source():
                 for m in re.finditer(pat, f.read_text()):
                     found.append(f"{rel}: {what} ({m.group(0)})")
     assert not found, "\n".join(found)
+
+
+def test_a_lower_delta_p_percentile_is_worse():
+    """Δp = p(right token) − fp16's: its low percentiles are the damage tail, so a run whose p1 fell got worse."""
+    from harness import metrics as M
+    from harness.evidence import CellEvidence
+
+    rng = np.random.default_rng(0)
+    ref = CellEvidence("fp16", "transformers", "ok")
+    ref.nll_tokens = rng.uniform(0.5, 3.0, size=(20, 16))
+    good, bad = CellEvidence("a", "llama.cpp", "ok"), CellEvidence("a", "llama.cpp", "ok")
+    good.nll_tokens = ref.nll_tokens + 0.01
+    bad.nll_tokens = ref.nll_tokens + rng.choice([0.0, 2.0], p=[0.9, 0.1], size=ref.nll_tokens.shape)
+    for q in M.DELTA_P_PCTS.values():
+        assert not q.higher_is_worse, q.metric
+    worse = M.change(M.DELTA_P_PCTS[1], (bad, ref), (good, ref))
+    assert worse.value > 0  # positive: worse, as every change() reads
