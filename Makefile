@@ -90,12 +90,12 @@ $(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
 bench: setup tools
 	$(BIN)/quantcompare bench $(if $(MODEL),--model "$(MODEL)") --out "$(or $(OUT),runs/bench)" --tools $(TOOLS_DIR)/bin $(ARGS)
 
-# Do the intervals hold their 95%? Scores every window of the text and every PIQA document for fp16 and
-# gguf-q4_k_m with the default KLD (cached after the first time), then draws 1,000 subsets of 48 windows as
-# compare chooses them, and of 200 documents (harness/coverage.py).
+# Do the intervals hold their 95%? Scores every window of the text for fp16 and gguf-q4_k_m with the default
+# KLD (cached after the first time), then draws 1,000 subsets of 48 windows as compare chooses them
+# (harness/coverage.py). ARGS="--tasks piqa --limit 0" adds every PIQA document, and subsets of 200 of them.
 COVERAGE_OUT ?= runs/coverage-all
 coverage: setup
-	$(BIN)/quantcompare compare --variants fp16,gguf-q4_k_m --windows 0 --tasks piqa --limit 0 --gen-prompts 0 --speed-repeats 1 --out "$(COVERAGE_OUT)" $(ARGS) || test $$? -eq 1
+	$(BIN)/quantcompare compare --variants fp16,gguf-q4_k_m --windows 0 --tasks none --gen-prompts 0 --speed-repeats 1 --out "$(COVERAGE_OUT)" $(ARGS) || test $$? -eq 1
 	$(BIN)/python -m harness.coverage "$(COVERAGE_OUT)/results.json" --variant "gguf-q4_k_m×llama.cpp" --draws 1000 \
 		--save-data "$(COVERAGE_OUT)/windows.json" --out "$(COVERAGE_OUT)/coverage.json"
 
@@ -111,7 +111,7 @@ gate: $(MAIN_STAMP)
 	$(BIN)/quantcompare gate "$(RESULTS)" $(if $(POLICY),--policy "$(POLICY)") $(if $(BASELINE),--baseline "$(BASELINE)") $(ARGS)
 
 test: setup setup-vllm tools
-	$(BIN)/python -m pytest -q -ra tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra --durations=10 tests $(PYTEST_ARGS)
 
 # The fault battery alone (bad inputs, damaged caches, interrupted and concurrent runs, full disks);
 # it also runs inside `make test`. Ends with "N passed, N failed".
