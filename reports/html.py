@@ -79,16 +79,23 @@ def _verdict_section(v: dict) -> str:
     per = " · ".join(f"{html.escape(k)}: <b>{html.escape(d.upper())}</b>" for k, d in v["variants"].items())
     rows = ["<table><tr><th>variant</th><th>runtime</th><th>rule</th><th>estimate [CI]</th><th>limit</th>"
             "<th>decision</th><th>reason</th><th>method</th></tr>"]
+    unvalidated = False
     for r in v["rules"]:
+        mark = ""
+        if "bootstrap" in r["method"] and r.get("interval_coverage") is None:  # as verdict.md marks it
+            mark, unvalidated = " †", True
         est = "—" if r["estimate"] is None else f"{r['estimate']:.4g}"
         if r["ci_low"] is not None and r["ci_low"] != r["ci_high"]:
             est += f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
         lim = "—" if r["limit"] is None else f"{r['comparison']} {r['limit']:g}"
         rows.append(f"<tr class='dec-{html.escape(r['decision'])}'><td>{html.escape(r['variant'])}</td>"
-                    f"<td>{html.escape(r['runtime'] or '—')}</td><td style='text-align:left'>{html.escape(r['rule'])}</td>"
+                    f"<td>{html.escape(r['runtime'] or '—')}</td><td style='text-align:left'>{html.escape(r['rule'] + mark)}</td>"
                     f"<td>{html.escape(est)}</td><td>{html.escape(lim)}</td><td>{html.escape(r['decision'].upper())}</td>"
                     f"<td style='text-align:left'>{html.escape(r['reason'])}</td><td style='text-align:left'>{html.escape(r['method'])}</td></tr>")
     rows.append("</table>")
+    if unvalidated:
+        rows.append("<p class='note'>† interval not validated: no coverage study showed this quantity's interval "
+                    "holding 95 ± 3% at the default counts (harness/gate/interval-coverage.json).</p>")
     b = v["bootstrap"]
     return (f"<div class='verdict-{html.escape(word)}'><div class='verdict-big'>Release gate: {html.escape(word.upper())}</div>"
             f"<div>{per}</div>{_ship_line(v.get('ship'))}<div class='small'>policy {html.escape(str(v['policy']['source']))}; "
