@@ -27,7 +27,9 @@ def default_threads() -> int:
 class RunOptions:
     """What to compare: the model, the variants and runtimes, inputs and output"""
 
-    model: str | None = opt(None, "local HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct)")
+    model: str | None = opt(None, "local HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct); "
+                                  "repeat --model for several models, each in OUT/<model>/")
+    models: tuple[str, ...] = opt((), "several models in one invocation (config file: models = [...])", cli=False)
     out: Path | None = opt(None, "run folder (default: runs/<model-slug>/)")
     variants: tuple[str, ...] = opt((), "comma-separated variants (`quantcompare list variants`; default: the default set)")
     runtimes: tuple[str, ...] = opt((), "comma-separated runtimes (`quantcompare list runtimes`; default: the default set)")
@@ -46,6 +48,10 @@ class RunOptions:
                                    "gguf-mix variants need it and turn it on)")
     plugins: tuple[str, ...] = opt((), "modules to import that register more runtimes or quantizers (comma-separated)",
                                    flag="--plugins", metavar="MODULES")
+    executor: str = opt("local", "where builds and cells run: local (subprocesses of this host) or ray (tasks on a Ray "
+                                 "cluster; `make setup-ray`)", choices=("local", "ray"))
+    ray_address: str = opt("auto", "the Ray cluster to join (auto: the running one, else a local one is started)",
+                           metavar="ADDRESS")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ ENVIRONMENTS = {
     "llmcompressor": ToolEnv("llmcompressor", "setup-llmcompressor", VENVS_DIR / "llmcompressor" / ".installed",
                              "install .venvs/llmcompressor"),
     "vllm": ToolEnv("vllm", "setup-vllm", VENVS_DIR / "vllm" / ".installed", "install .venvs/vllm"),
+    "ray": ToolEnv("ray", "setup-ray", REPO_ROOT / ".venv" / ".ray-installed", "install Ray into .venv (--executor ray)"),
     "llama-tools": ToolEnv("llama-tools", "tools", REPO_ROOT / ".cache" / "llama.cpp-build" / ".built",
                            "build llama.cpp tools"),
 }

@@ -46,6 +46,7 @@ class CellOutcome:
     kind: str = "quality"
     unsupported: str | None = None  # the runtime cannot read this artifact here, and why
     measured_on: dict | None = None  # the machine that measured it (harness.cell_launcher.measured_on)
+    node: str | None = None  # the cluster node that ran or fetched it (--executor ray)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class CellJob:
     runtime: str
     spec: CellSpec
     key: str
+    artifact_key: str = ""  # the artifact's cache key: a node of a cluster keys the cell again as it sees itself
 
     @property
     def kind(self) -> str:
@@ -95,7 +97,8 @@ def measured_on(spec: CellSpec) -> dict:
     host = this_host()
     return {"hostname": host.hostname, "cpu_model": host.cpu_model, "cpu_isa": list(host.cpu_isa),
             "gpus": list(host.gpus), "speed_class": host.speed_class(),
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measurement_identity(spec)}
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measurement_identity(spec),
+            **({"node": os.environ["QC_NODE"]} if os.environ.get("QC_NODE") else {})}
 
 
 def cell_key(spec: CellSpec, artifact_key: str, code_hash: str) -> str:

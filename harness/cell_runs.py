@@ -67,10 +67,10 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
             continue
         for r in runtimes_for(o.manifest.format, cfg.runtimes, dequant=needs_dequant_reference(v, cfg)):
             spec = planner.quality(v, o, r, has_reference=REFERENCE[0] in outcomes)
-            jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code)))
+            jobs.append(CellJob(v, r, spec, cell_key(spec, o.manifest.cache_key, code), o.manifest.cache_key))
             if task_req is not None:
                 tspec = planner.tasks(spec, task_req)
-                jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code)))
+                jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code), o.manifest.cache_key))
     # the fp16 reference first; dequantized references (only read by the kernel checks) last
     jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,
                              j.spec.role == "dequantized-reference"))
@@ -78,34 +78,50 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
 
 
 def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> list[CellOutcome]:
+    """Every job's outcome, in the jobs' order: here one by one, or as Ray tasks (--executor ray)."""
+    if cfg.executor == "ray":
+        from harness.ray_executor import evaluate_on_ray
+
+        return evaluate_on_ray(jobs, cells_dir, cfg, console)
     outcomes = []
     ref_ok = True
     for job in jobs:
-        if job.spec.reference_dir and not job.spec.write_reference and not ref_ok:
-            job.spec = job.spec.with_(reference_dir=None)  # no reference: PPL and speed only
-            # ... under a key of its own: a later run with a sound reference must not reuse this KLD-less result
-            job.key = without_reference_key(job.key)
-        what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec.n_ctx}-token windows"
-        stage = "[tasks]" if job.kind == "tasks" else "[eval]"
-        t0 = time.time()
-        cached = None if cfg.force else load_cached(cells_dir, job)
-        if cached:
-            where = "" if measured_here(cached.measured_on) else \
-                f", measured on {(cached.measured_on or {}).get('hostname', 'an unrecorded host')} (same device class and libraries)"
-            console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused (it took {cached.wall_s:.0f} s{where})")
-            cached.run_s = time.time() - t0
-            outcomes.append(cached)
-            continue
-        console.line(f"{stage} {job.variant} × {job.runtime}: {what}, {cfg.eval.threads} threads")
-        o = run_cell(job, cells_dir, console, CELL_TIMEOUT_S, cfg.eval.threads)
-        o.run_s = time.time() - t0
-        if o.ok:
-            console.line(f"{stage} {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
-        elif o.unsupported:
-            console.line(f"{stage} {job.variant} × {job.runtime}: not supported here: {o.unsupported}")
-        else:
-            console.alarm(f"{stage} {job.variant} × {job.runtime} FAILED: {o.error}")
+        o = run_job(job, cells_dir, cfg, console, ref_ok)
         if job.spec.write_reference and not o.ok:
             ref_ok = False
         outcomes.append(o)
     return outcomes
+
+
+def without_reference(job: CellJob) -> None:
+    """The fp16 reference failed: the job measures PPL and speed only, under a key of its own (a later run with a
+    sound reference must not reuse its KLD-less result)."""
+    if job.spec.reference_dir and not job.spec.write_reference:
+        job.spec = job.spec.with_(reference_dir=None)
+        job.key = without_reference_key(job.key)
+
+
+def run_job(job: CellJob, cells_dir: Path, cfg: RunConfig, console, ref_ok: bool = True) -> CellOutcome:
+    """One cell: its stored result when the store holds one under its key, else run in its own subprocess."""
+    if not ref_ok:
+        without_reference(job)
+    what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec.n_ctx}-token windows"
+    stage = "[tasks]" if job.kind == "tasks" else "[eval]"
+    t0 = time.time()
+    cached = None if cfg.force else load_cached(cells_dir, job)
+    if cached:
+        where = "" if measured_here(cached.measured_on) else \
+            f", measured on {(cached.measured_on or {}).get('hostname', 'an unrecorded host')} (same device class and libraries)"
+        console.line(f"{stage} {job.variant} × {job.runtime}: cached result reused (it took {cached.wall_s:.0f} s{where})")
+        cached.run_s = time.time() - t0
+        return cached
+    console.line(f"{stage} {job.variant} × {job.runtime}: {what}, {cfg.eval.threads} threads")
+    o = run_cell(job, cells_dir, console, CELL_TIMEOUT_S, cfg.eval.threads)
+    o.run_s = time.time() - t0
+    if o.ok:
+        console.line(f"{stage} {job.variant} × {job.runtime}: done in {o.wall_s:.0f} s")
+    elif o.unsupported:
+        console.line(f"{stage} {job.variant} × {job.runtime}: not supported here: {o.unsupported}")
+    else:
+        console.alarm(f"{stage} {job.variant} × {job.runtime} FAILED: {o.error}")
+    return o

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from core import registry
@@ -33,7 +34,7 @@ def version_text() -> str:
     return f"quantcompare {v} (commit {git_commit()})"
 
 
-def common_parser(compare: bool) -> argparse.ArgumentParser:
+def common_parser(compare: bool, run_options: tuple[str, ...] = BENCH_RUN_OPTIONS) -> argparse.ArgumentParser:
     """The options compare and bench share (one parent), and compare's own when `compare`."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("configuration")
@@ -42,7 +43,7 @@ def common_parser(compare: bool) -> argparse.ArgumentParser:
                         "whose run to repeat; command-line flags override it")
     run = p.add_argument_group("run", RunOptions.__doc__)
     for action in _actions_of(RunOptions, "run"):
-        if compare or action.dest.split(".", 1)[1] in BENCH_RUN_OPTIONS:
+        if compare or action.dest.split(".", 1)[1] in run_options:
             run._group_actions.append(action)
             p._add_action(action)
     if compare:
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tools", type=Path, default=Path(".cache/llama.cpp-build/bin"),
                    help="folder with llama-perplexity and llama-bench (`make tools`)")
     b.add_argument("--rounds", type=int, default=3, help="alternating harness/tool speed rounds (medians compared)")
-    s = sub.add_parser("sensitivity", parents=[common_parser(compare=False)],
+    s = sub.add_parser("sensitivity", parents=[common_parser(False, (*BENCH_RUN_OPTIONS, "executor", "ray_address"))],
                        help="how much each tensor group matters: one group at a time at its lowest type, the rest Q8_0 "
                             "(llama-quantize probes scored on the calibration text); writes sensitivity.json and .png")
     s.add_argument("--calib", dest="run.calib", type=Path, default=argparse.SUPPRESS, help="calibration text")
@@ -127,14 +128,51 @@ def _prescan(argv: list[str]) -> tuple[Path | None, list[str]]:
     return config, plugins
 
 
+def models_given(argv: list[str], file_sections: dict) -> list[str]:
+    """Every --model of the command line (repeatable), else the config file's [run] models."""
+    found = []
+    for i, a in enumerate(argv):
+        if a.startswith("--model="):
+            found.append(a.split("=", 1)[1])
+        elif a == "--model" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+    return found or list(file_sections.get("run", {}).get("models", []))
+
+
+def compare_command(args, argv: list[str], file_sections: dict) -> int:
+    from harness.console import Console
+    from harness.pipeline import run_compare
+
+    cfg = run_config(args, file_sections)
+    models = models_given(argv, file_sections)
+
+    def run_one(c: RunConfig, console) -> int:
+        code = run_compare(c, console)
+        if args.gate is None:
+            return code
+        from harness.gate.command import run_gate
+
+        results = c.out / "results.json"
+        if not results.is_file():
+            raise UserError(f"no results to gate ({results} was not written)")
+        return run_gate(results, None if str(args.gate) == "default" else args.gate, console=console.line)
+
+    if len(models) > 1:
+        from harness.config import slug
+        from harness.multi_model import run_models
+
+        if "out" not in merge(file_sections, sections_from_args(args)).get("run", {}):
+            cfg = replace(cfg, out=Path("runs") / "models")
+        return run_models(cfg, models, run_one, lambda c: Console(prefix=f"[{slug(c.model)}] "))
+    return run_one(cfg, Console())
+
+
 def run_config(args, file_sections: dict, base: dict | None = None) -> RunConfig:
     """Defaults < `base` (bench's protocol) < the config file < the command line."""
     return resolve(merge(base or {}, file_sections, sections_from_args(args)))
 
 
 def bench_config(args, file_sections: dict) -> RunConfig:
-    from dataclasses import replace
-
     cfg = run_config(args, file_sections, BENCH_PROTOCOL)
     return replace(cfg, variants=("gguf-f16", "gguf-q4_k_m"), runtimes=("llama.cpp",),
                    out=cfg.out if "out" in merge(file_sections, sections_from_args(args)).get("run", {}) else Path("runs/bench"))
@@ -234,19 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "compare":
-            from harness.console import Console
-            from harness.pipeline import run_compare
-
-            cfg = run_config(args, file_sections)
-            code = run_compare(cfg, Console())
-            if args.gate is None:
-                return code
-            from harness.gate.command import run_gate
-
-            results = cfg.out / "results.json"
-            if not results.is_file():
-                raise UserError(f"no results to gate ({results} was not written)")
-            return run_gate(results, None if str(args.gate) == "default" else args.gate)
+            return compare_command(args, argv, file_sections)
         if args.command == "gate":
             from harness.gate.command import print_default_policy, run_gate
 

@@ -41,6 +41,8 @@ class RunConfig:
     allow_pickle: bool = False  # read pickle .bin weights with torch's weights-only loader
     plugins: tuple[str, ...] = ()  # modules imported for more runtimes or quantizers
     sensitivity: bool = False  # measure tensor-group sensitivity first (harness/sensitivity.py)
+    executor: str = "local"  # local | ray (harness/ray_executor.py)
+    ray_address: str = "auto"
 
     def options(self, runtime: str):
         """A runtime's options (its defaults when the run set none)."""
@@ -54,7 +56,8 @@ class RunConfig:
                          calib=self.calibration, eval_text=self.eval_text, force=self.force,
                          synthetic_weights=self.synthetic, tokenizer=self.tokenizer_dir, notes=self.notes,
                          build_only=self.build_only, trust_remote_code=self.trust_remote_code,
-                         allow_pickle=self.allow_pickle, plugins=self.plugins, sensitivity=self.sensitivity)
+                         allow_pickle=self.allow_pickle, plugins=self.plugins, sensitivity=self.sensitivity,
+                         executor=self.executor, ray_address=self.ray_address)
         out = {"run": as_plain(run), "eval": as_plain(self.eval), "tasks": as_plain(self.tasks), "awq": as_plain(self.awq)}
         out["runtime"] = {r: as_plain(self.options(r)) for r in self.runtimes if registry.runtime(r).options}
         # "all windows" and "every document" are held as None but written as the 0 that asks for them:
@@ -176,5 +179,6 @@ def resolve(sections: dict[str, dict]) -> RunConfig:
                      awq=awq, runtime_options=options, calibration=run.calib, eval_text=run.eval_text, force=run.force,
                      synthetic=run.synthetic_weights, tokenizer_dir=run.tokenizer, notes=run.notes,
                      build_only=run.build_only, trust_remote_code=run.trust_remote_code, allow_pickle=run.allow_pickle,
-                     plugins=run.plugins, sensitivity=run.sensitivity or any(v.startswith("gguf-mix") for v in variants))
+                     plugins=run.plugins, sensitivity=run.sensitivity or any(v.startswith("gguf-mix") for v in variants),
+                     executor=run.executor, ray_address=run.ray_address)
 

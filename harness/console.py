@@ -17,8 +17,9 @@ def _fmt_s(s: float) -> str:
 
 
 class Console:
-    def __init__(self, stream=sys.stdout) -> None:
+    def __init__(self, stream=sys.stdout, prefix: str = "") -> None:
         self.stream = stream
+        self.prefix = prefix  # e.g. "[model] " when several models share the terminal
         self.tty = stream.isatty()
         self._inline = False
         self._log = None
@@ -51,7 +52,7 @@ class Console:
 
     def line(self, msg: str) -> None:
         self._end_inline()
-        self.stream.write(msg + "\n")
+        self.stream.write(self.prefix + msg + "\n")
         self.stream.flush()
         self._to_log(msg)
 
@@ -84,7 +85,7 @@ class Console:
         if due and key is not None:
             self._last_line[key] = now
         if self.tty:
-            self.stream.write("\r\033[K" + msg)
+            self.stream.write("\r\033[K" + self.prefix + msg)
             self.stream.flush()
             self._inline = True
             if due:

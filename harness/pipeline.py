@@ -105,7 +105,7 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     variant_outcomes = build_variants(source, cfg, calib, out / "artifacts", console,
                                       sens_path if sensitivity else None)
     for v, o in variant_outcomes.items():
-        clock.add(f"build {v}", "build", o.wall_s, o.cached, o.error or "")
+        clock.add(f"build {v}", "build", o.wall_s, o.cached, "; ".join(filter(None, [o.error, o.node and f"on {o.node}"])))
     if cfg.build_only:
         built = [v for v, o in variant_outcomes.items() if o.manifest]
         console.line(f"built {', '.join(built) or 'nothing'} under {out / 'artifacts'} (--build-only: nothing evaluated)")
@@ -137,7 +137,8 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     for c in all_cells:
         what = "lm-eval" if c.kind == "tasks" else "evaluate"
         clock.add(f"{what} {c.variant} × {c.runtime}", "tasks" if c.kind == "tasks" else "cell",
-                  c.run_s, c.cached, "" if c.ok or c.unsupported is None else "unsupported")
+                  c.run_s, c.cached, "; ".join(filter(None, ["" if c.ok or c.unsupported is None else "unsupported",
+                                                            c.node and f"on {c.node}"])))
         gen = (c.result or {}).get("generation") if c.kind == "quality" else None
         if gen:  # the generation stage of the cell just above, inside its time (not added to the total)
             clock.add(f"  of which generation ({len(gen['tokens'])} prompts)", "generation", gen["seconds"], c.cached,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +61,61 @@ def link_into_run(target: Path, link: Path) -> None:
         shutil.copytree(target, link) if target.is_dir() else shutil.copy2(target, link)
 
 
+def _writer() -> str:
+    """This writer, unique across the nodes that share the store (a pid alone repeats from host to host)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def partial_name(folder: Path, what: str = "partial") -> Path:
+    """Where an entry is written before it is renamed into place: never a name a reader takes."""
+    return folder.with_name(f".{folder.name}.{what}-{_writer()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Partial entries left by killed builders of this host (another node's may still be in progress)."""
+    from harness.lock import _alive
+
+    host = socket.gethostname()
+    for stale in folder.parent.glob(f".{folder.name}.partial-*"):
+        parts = stale.name.rsplit(".partial-", 1)[-1].split("-")
+        # .partial-<pid> (older runs) or .partial-<host>-<pid>-<nonce>
+        pid = parts[0] if len(parts) == 1 else parts[-2]
+        owner = host if len(parts) == 1 else "-".join(parts[:-2])
+        if owner == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def commit_dir(tmp: Path, folder: Path, trusted, replace: bool = False) -> bool:
+    """Rename a finished entry into place (atomic on one filesystem, NFS and Lustre included). When another
+    builder's complete entry is already there (`trusted()`), it wins and ours is removed: False. A leftover that
+    is not trusted, or any entry when `replace`, is moved aside first."""
+    if not replace:
+        try:
+            tmp.rename(folder)
+            return True
+        except OSError:
+            if trusted():
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+    aside = partial_name(folder, "old")
+    try:
+        folder.rename(aside)
+    except OSError:
+        pass
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        tmp.rename(folder)
+        return True
+    except OSError:
+        if trusted():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        raise
+
+
 def write_json(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_writer()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         tmp.write_text(json.dumps(doc))
         tmp.replace(path)
