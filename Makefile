@@ -12,6 +12,10 @@ MAIN_STAMP := $(VENV)/.installed
 AWQ_STAMP := .venvs/autoawq/.installed
 LLMC_STAMP := .venvs/llmcompressor/.installed
 VLLM_STAMP := .venvs/vllm/.installed
+TOOLS_DIR := .cache/llama.cpp-build
+TOOLS_STAMP := $(TOOLS_DIR)/.built
+LLAMA_LIBS_STAMP := $(VENV)/.llama-libs
+RAY_STAMP := $(VENV)/.ray-installed
 PIP_FLAGS ?= --disable-pip-version-check
 
 MODEL ?=
@@ -25,10 +29,10 @@ VLLM_RUNTIMES := transformers,llama.cpp,vllm
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-llmcompressor setup-vllm tools bench coverage compare gate test test-fast faults clean distclean
+.PHONY: installs-in-order setup setup-llmcompressor setup-vllm setup-ray tools bench coverage compare gate test test-fast faults clean distclean
 
 # What the default run needs; llm-compressor, vLLM and llama.cpp's tools are made on first use.
-setup: $(MAIN_STAMP) $(AWQ_STAMP)
+setup: $(MAIN_STAMP) $(LLAMA_LIBS_STAMP) $(AWQ_STAMP)
 # Each stamp records the seconds its install took (results.json's stage table shows them).
 STAMP_START = mkdir -p $(@D) && date +%s > $@.start
 STAMP_DONE = echo $$(( $$(date +%s) - $$(cat $@.start) )) > $@ && rm -f $@.start
@@ -42,12 +46,29 @@ $(LLAMA_SRC)/convert_hf_to_gguf.py:
 		llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
 	rm -rf $(LLAMA_SRC) && mv $(LLAMA_SRC).tmp $(LLAMA_SRC)
 
+# llama-cpp-python is installed without compiling llama.cpp (LLAMA_BUILD=OFF): its libllama and libggml come
+# from the one cmake build below (`tools`), which also makes llama.cpp's own tools. One compile instead of two.
 $(MAIN_STAMP): requirements/main.txt pyproject.toml $(LLAMA_SRC)/convert_hf_to_gguf.py
 	$(STAMP_START)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) -q -r requirements/main.txt
+	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(BIN)/pip install $(PIP_FLAGS) -q -r requirements/main.txt
 	$(BIN)/pip install $(PIP_FLAGS) -q ./$(LLAMA_SRC)/gguf-py
 	$(BIN)/pip install $(PIP_FLAGS) -q --no-deps -e .
+	$(STAMP_DONE)
+
+# The shared libraries of the tools build, copied into llama-cpp-python's lib folder (where it loads them).
+$(LLAMA_LIBS_STAMP): $(MAIN_STAMP) $(TOOLS_STAMP)
+	test -e $(TOOLS_DIR)/bin/libllama.so || { rm -f $(TOOLS_STAMP) && $(MAKE) --no-print-directory tools; }
+	dest=$$($(BIN)/python -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llama_cpp').origin).parent / 'lib')") && \
+		mkdir -p "$$dest" && cp -P $(TOOLS_DIR)/bin/libllama.so* $(TOOLS_DIR)/bin/libggml*.so* "$$dest"/
+	$(BIN)/python -c "import llama_cpp; llama_cpp.llama_backend_init()"
+	touch $@
+
+# Ray for --executor ray (an optional extra of the harness's environment); every node of a cluster needs it.
+setup-ray: $(RAY_STAMP)
+$(RAY_STAMP): requirements/ray.txt $(MAIN_STAMP)
+	$(STAMP_START)
+	$(BIN)/pip install $(PIP_FLAGS) -q -r requirements/ray.txt
 	$(STAMP_DONE)
 
 $(AWQ_STAMP): requirements/autoawq.txt
@@ -73,18 +94,20 @@ $(VLLM_STAMP): requirements/vllm.txt
 	.venvs/vllm/bin/python -c "import vllm, transformers" 2>/dev/null
 	$(STAMP_DONE)
 
-# llama.cpp's own tools, built with cmake from the very source llama-cpp-python vendors (the reference
-# that `make bench` measures the harness against). Same ggml defaults as the llama-cpp-python build.
+# llama.cpp's own tools and the shared libllama/libggml that llama-cpp-python loads, built once with cmake
+# from the very source llama-cpp-python vendors (the reference that `make bench` measures the harness against),
+# with llama-cpp-python's own build settings (Release, native ggml, shared libraries).
 LLAMA_TOOLS := llama-perplexity llama-bench llama-imatrix llama-quantize
-TOOLS_DIR := .cache/llama.cpp-build
-TOOLS_STAMP := $(TOOLS_DIR)/.built
 tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
 	mkdir -p $(TOOLS_DIR) && $(STAMP_START)
 	cmake -S $(LLAMA_SRC) -B $(TOOLS_DIR) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF > $(TOOLS_DIR).cmake.log
-	cmake --build $(TOOLS_DIR) --config Release -j $$(nproc) --target $(LLAMA_TOOLS)
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON > $(TOOLS_DIR).cmake.log
+	cmake --build $(TOOLS_DIR) --config Release -j $$(nproc) --target llama $(LLAMA_TOOLS)
 	$(STAMP_DONE)
+
+installs-in-order:
+	MAKEFLAGS= $(MAKE) --no-print-directory $(MAIN_STAMP) $(AWQ_STAMP) $(VLLM_STAMP) $(RAY_STAMP)
 
 # Harness vs llama-perplexity / llama-bench on the same GGUF files, context and threads; writes OUT/bench.json.
 bench: setup tools
@@ -110,8 +133,15 @@ compare: setup $(if $(VLLM),setup-vllm)
 gate: $(MAIN_STAMP)
 	$(BIN)/quantcompare gate "$(RESULTS)" $(if $(POLICY),--policy "$(POLICY)") $(if $(BASELINE),--baseline "$(BASELINE)") $(ARGS)
 
-test: setup setup-vllm tools
-	$(BIN)/python -m pytest -q -ra --durations=10 tests $(PYTEST_ARGS)
+# The tests run side by side, one process per core (pytest-xdist; a file's tests stay together), and every run
+# they start uses one thread (QC_THREADS=1), so the cores are shared, not oversubscribed.
+# The installs go in two lanes at once: llama.cpp's compile (CPU) beside the pip installs, one after another
+# (network and disk; one at a time, so each wheel is downloaded once and then comes from pip's cache).
+TEST_WORKERS ?= auto
+test:
+	$(MAKE) --no-print-directory -j2 tools installs-in-order
+	$(MAKE) --no-print-directory setup setup-vllm setup-ray
+	QC_THREADS=1 $(BIN)/python -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) --dist loadfile tests $(PYTEST_ARGS)
 
 # The fault battery alone (bad inputs, damaged caches, interrupted and concurrent runs, full disks);
 # it also runs inside `make test`. Ends with "N passed, N failed".

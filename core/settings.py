@@ -11,7 +11,10 @@ from core.options import opt
 
 
 def default_threads() -> int:
-    """Physical cores where known, else logical CPUs (llama-bench's default is physical cores)."""
+    """$QC_THREADS when set (make test runs its tests side by side, one thread each), else physical cores where
+    known, else logical CPUs (llama-bench's default is physical cores)."""
+    if os.environ.get("QC_THREADS", "").isdigit() and int(os.environ["QC_THREADS"]) > 0:
+        return int(os.environ["QC_THREADS"])
     try:
         import psutil
 

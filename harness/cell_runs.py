@@ -79,10 +79,10 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
 
 def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> list[CellOutcome]:
     """Every job's outcome, in the jobs' order: here one by one, or as Ray tasks (--executor ray)."""
-    if cfg.executor == "ray":
+    if getattr(cfg, "executor", "local") == "ray":
         from harness.ray_executor import evaluate_on_ray
 
-        return evaluate_on_ray(jobs, cells_dir, cfg, console)
+        return evaluate_on_ray(jobs, cells_dir, cfg, console, run_job)
     outcomes = []
     ref_ok = True
     for job in jobs:

@@ -2,7 +2,8 @@
 resources the task declares (CPU threads; GPUs as harness/gpu_plan.py gave the cell). A task waits for what it
 reads (a variant for the variants it `needs`, a cell for the fp16 reference) through Ray's object references.
 
-The tasks run the local executor's own functions (harness.variants.build_one, harness.cell_runs.run_job), so a
+The tasks run the local executor's own functions (harness.variants.build_one, harness.cell_runs.run_job: the
+callers hand them in, so this module imports neither), so a
 cell is still a subprocess of the node, keyed and stored as on one host: a node keys each cell again as it sees
 itself (its device class, its environment), looks in the shared store first, and never recomputes a stored cell.
 Every node needs the same checkout with its environments, and the store (and the run folder) on a filesystem
@@ -147,11 +148,10 @@ def _cell_resources(job, cfg) -> dict:
     return {"num_cpus": max(1, cfg.eval.threads) if job.spec.device == "cpu" else 1, "num_gpus": gpus}
 
 
-def _run_job_task(job, cells_dir: str, cfg, ref_ok: bool):
+def _run_job_task(run_job, job, cells_dir: str, cfg, ref_ok: bool):
     """A cell on this node: its environment checked, keyed again as this node sees itself, then run_job."""
     from harness import plugins
     from harness.cell_launcher import CellOutcome, cell_key, evaluator_code_hash
-    from harness.cell_runs import run_job
     from core import registry
 
     plugins.load(cfg.plugins)
@@ -170,7 +170,7 @@ def _run_job_task(job, cells_dir: str, cfg, ref_ok: bool):
     return o, console.lines
 
 
-def evaluate_on_ray(jobs: list, cells_dir: Path, cfg, console) -> list:
+def evaluate_on_ray(jobs: list, cells_dir: Path, cfg, console, run_job) -> list:
     """Every job as a task; outcomes in the jobs' order, each reported as it finishes on whichever node. The cells
     that read the fp16 reference are submitted once it has finished (ok or not: without it they measure PPL and
     speed only, under a key of their own, as on one host)."""
@@ -181,7 +181,7 @@ def evaluate_on_ray(jobs: list, cells_dir: Path, cfg, console) -> list:
 
     def submit(job, ref_ok=True):
         return task.options(**_cell_resources(job, cfg), scheduling_strategy="SPREAD").remote(
-            job, str(cells_dir), cfg, ref_ok)
+            run_job, job, str(cells_dir), cfg, ref_ok)
 
     def failed(i, err):
         j = jobs[i]
@@ -235,9 +235,8 @@ def _unwrap(e) -> Exception:
     return RuntimeError(f"a Ray task failed: {cause!r}" if cause else str(e).splitlines()[-1])
 
 
-def _build_task(q, source, cfg, calibration: str, artifacts_dir: str, sensitivity, *upstream):
+def _build_task(build_one, q, source, cfg, calibration: str, artifacts_dir: str, sensitivity, *upstream):
     from harness import plugins
-    from harness.variants import build_one
 
     plugins.load(cfg.plugins)
     console = TaskConsole()
@@ -248,9 +247,9 @@ def _build_task(q, source, cfg, calibration: str, artifacts_dir: str, sensitivit
     return o, console.lines
 
 
-def build_on_ray(source, cfg, calibration: Path, artifacts_dir: Path, console, sensitivity: Path | None = None) -> dict:
+def build_on_ray(source, cfg, calibration: Path, artifacts_dir: Path, console, sensitivity: Path | None,
+                 build_one, VariantOutcome) -> dict:
     """Each variant as a task; one that `needs` others is handed their results, so Ray starts it once they exist."""
-    from harness.variants import VariantOutcome
     from quantizers.registry import make_quantizers
 
     ray = connect(cfg, console)
@@ -260,7 +259,7 @@ def build_on_ray(source, cfg, calibration: Path, artifacts_dir: Path, console, s
         ups = [ref_of[n] for n in q.needs if n in ref_of]
         gpus = 1 if (cfg.awq.device != "cpu" and q.variant.startswith("awq")) else 0
         r = task.options(num_cpus=max(1, cfg.eval.threads), num_gpus=gpus).remote(
-            q, source, cfg, str(calibration), str(artifacts_dir), str(sensitivity) if sensitivity else None, *ups)
+            build_one, q, source, cfg, str(calibration), str(artifacts_dir), str(sensitivity) if sensitivity else None, *ups)
         ref_of[q.variant] = r
         refs.append(r)
         names.append(q.variant)

@@ -28,10 +28,10 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console,
                    sensitivity: Path | None = None) -> dict[str, VariantOutcome]:
     """Every variant of cfg in order (one waits for the variants it `needs`): here, or as Ray tasks."""
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.executor == "ray":
+    if getattr(cfg, "executor", "local") == "ray":
         from harness.ray_executor import build_on_ray
 
-        return build_on_ray(source, cfg, calibration, artifacts_dir, console, sensitivity)
+        return build_on_ray(source, cfg, calibration, artifacts_dir, console, sensitivity, build_one, VariantOutcome)
     outcomes: dict[str, VariantOutcome] = {}
     for q in make_quantizers(cfg.variants, cfg.awq):
         outcomes[q.variant] = build_one(q, source, cfg, calibration, artifacts_dir, outcomes, console, sensitivity)

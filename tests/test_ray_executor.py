@@ -60,26 +60,6 @@ def _keys(out: Path) -> dict:
             if not f.name.endswith((".spec.json", ".result.json"))}
 
 
-@pytest.mark.slow
-def test_ray_run_spreads_cells_and_matches_the_local_run(cluster, tiny_llama, tmp_path):
-    p = compare(tiny_llama, tmp_path / "ray", tmp_path / "store-ray", *on_ray(cluster))
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    q = compare(tiny_llama, tmp_path / "local", tmp_path / "store-local")
-    assert q.returncode == 0, q.stdout[-3000:] + q.stderr[-3000:]
-    ray_doc = json.loads((tmp_path / "ray" / "results.json").read_text())
-    local_doc = json.loads((tmp_path / "local" / "results.json").read_text())
-    assert ray_doc["config"]["run"]["executor"] == "ray" and local_doc["config"]["run"]["executor"] == "local"
-    a, b = _rows(ray_doc), _rows(local_doc)
-    assert set(a) == set(b)
-    differ = sorted({k[2] for k in a if a[k] != b[k]})
-    assert all(TIMED.search(m) for m in differ), differ  # every quality figure identical, to the last digit
-    assert [k for k in a if k[2] == "kld_mean"] and not [m for m in differ if "kld" in m or "ppl" in m]
-    assert _keys(tmp_path / "ray") == _keys(tmp_path / "local")  # the same cells, under the same keys
-    nodes = {s["note"] for s in ray_doc["stages"] if s["kind"] in ("build", "cell") and s["note"]}
-    assert {"on node_a", "on node_b"} <= nodes, nodes  # work landed on both workers
-    assert "[ray] 3 node(s)" in p.stdout
-
-
 def _cell_processes() -> list:
     import psutil
 
@@ -91,27 +71,50 @@ def _cell_processes() -> list:
     return out
 
 
-@pytest.mark.slow
-def test_ray_worker_killed_mid_cell_is_retried(cluster, tiny_llama, tmp_path):
-    out, st = tmp_path / "run", tmp_path / "store"
-    driver = subprocess.Popen(_cmd(tiny_llama, out, *on_ray(cluster)), cwd=ROOT, env=_env(st), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killed = None
-    deadline = time.time() + 600
-    while killed is None and time.time() < deadline and driver.poll() is None:
+def _kill_a_worker_mid_cell(driver: subprocess.Popen, deadline_s: float = 600) -> int | None:
+    """SIGKILL the Ray worker running the first cell seen (its cell subprocess dies with it); its pid."""
+    deadline = time.time() + deadline_s
+    while time.time() < deadline and driver.poll() is None:
         for proc in _cell_processes():
             worker = proc.parent()  # the Ray worker running the cell's task
             if worker is not None:
-                killed = (worker.pid, " ".join(proc.cmdline()[-2:]))
                 os.kill(worker.pid, signal.SIGKILL)
-                break
+                return worker.pid
         time.sleep(0.1)
+    return None
+
+
+@pytest.fixture(scope="module")
+def ray_store(tmp_path_factory) -> Path:
+    """The store of the first Ray run, which the two-model run reuses (its tiny-llama cells are the same)."""
+    return tmp_path_factory.mktemp("ray-store")
+
+
+@pytest.mark.slow
+def test_ray_run_survives_a_killed_worker_spreads_cells_and_matches_the_local_run(cluster, tiny_llama, tmp_path,
+                                                                                  ray_store):
+    driver = subprocess.Popen(_cmd(tiny_llama, tmp_path / "ray", *on_ray(cluster)), cwd=ROOT, env=_env(ray_store),
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed = _kill_a_worker_mid_cell(driver)
     stdout, _ = driver.communicate(timeout=900)
     assert killed, "no cell was seen running"
     assert driver.returncode == 0, stdout[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    assert all(c["status"] == "ok" for c in results["cells"]) and len(results["cells"]) == 3
-    assert "FAILED" not in stdout
+    assert "FAILED" not in stdout  # the killed cell was retried by Ray, and the run went on
+    q = compare(tiny_llama, tmp_path / "local", tmp_path / "store-local")
+    assert q.returncode == 0, q.stdout[-3000:] + q.stderr[-3000:]
+    ray_doc = json.loads((tmp_path / "ray" / "results.json").read_text())
+    local_doc = json.loads((tmp_path / "local" / "results.json").read_text())
+    assert ray_doc["config"]["run"]["executor"] == "ray" and local_doc["config"]["run"]["executor"] == "local"
+    assert all(c["status"] == "ok" for c in ray_doc["cells"]) and len(ray_doc["cells"]) == 3
+    a, b = _rows(ray_doc), _rows(local_doc)
+    assert set(a) == set(b)
+    differ = sorted({k[2] for k in a if a[k] != b[k]})
+    assert all(TIMED.search(m) for m in differ), differ  # every quality figure identical, to the last digit
+    assert [k for k in a if k[2] == "kld_mean"] and not [m for m in differ if "kld" in m or "ppl" in m]
+    assert _keys(tmp_path / "ray") == _keys(tmp_path / "local")  # the same cells, under the same keys
+    nodes = {s["note"] for s in ray_doc["stages"] if s["kind"] in ("build", "cell") and s["note"]}
+    assert {"on node_a", "on node_b"} <= nodes, nodes  # work landed on both workers
+    assert "[ray] 3 node(s)" in stdout
 
 
 @pytest.mark.slow
@@ -136,10 +139,10 @@ def test_ray_driver_killed_then_the_rerun_reuses_the_store(cluster, tiny_llama, 
 
 
 @pytest.mark.slow
-def test_ray_two_models_in_one_invocation(cluster, tiny_llama, tiny_qwen3, tmp_path):
+def test_ray_two_models_in_one_invocation(cluster, tiny_llama, tiny_qwen3, tmp_path, ray_store):
     out = tmp_path / "models"
     p = subprocess.run([*_cmd(tiny_llama, out, *on_ray(cluster)), "--model", str(tiny_qwen3)], cwd=ROOT,
-                       capture_output=True, text=True, env=_env(tmp_path / "store"), timeout=900)
+                       capture_output=True, text=True, env=_env(ray_store), timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     doc = json.loads((out / "summary.json").read_text())
     assert [m["folder"] for m in doc["models"]] == ["tiny-llama", "tiny-qwen3"]
@@ -193,6 +196,7 @@ def test_ray_two_nodes_build_one_artifact_at_once(cluster, tiny_llama, tmp_path,
     from harness.config import resolve
     from harness.ray_executor import _build_task, node_label
     from harness.source import resolve_source
+    from harness.variants import build_one
     from quantizers.registry import make_quantizers
 
     st = tmp_path / "store"
@@ -209,7 +213,7 @@ def test_ray_two_nodes_build_one_artifact_at_once(cluster, tiny_llama, tmp_path,
             (gate / name).touch()
             while len(list(gate.iterdir())) < 2:
                 time.sleep(0.01)
-            return _build_task(*args)
+            return _build_task(build_one, *args)
 
         task = ray.remote(num_cpus=1)(build_together)
         nodes = {node_label(n): n["NodeID"] for n in ray.nodes() if n.get("Alive")}

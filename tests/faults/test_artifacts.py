@@ -1,5 +1,8 @@
 """Damaged cached artifacts are found on reuse, rebuilt, and never evaluated."""
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,12 +19,26 @@ def _slot(tmp_path, variant):
     return slot
 
 
-@pytest.fixture
-def built(tmp_path, tiny_llama):
-    out = tmp_path / "a"
-    p = compare(tiny_llama, out, tmp_path, "--variants", "fp16,gguf-f16")
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory, tiny_llama):
+    """One run of fp16 and gguf-f16 (its store and run folder); each test damages its own copy."""
+    tmp = tmp_path_factory.mktemp("built")
+    p = compare(tiny_llama, tmp / "a", tmp, "--variants", "fp16,gguf-f16")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    return out
+    return tmp
+
+
+@pytest.fixture
+def built(tmp_path, built_once):
+    """A copy of that run's store and folder under this test's tmp_path (artifact links re-pointed to the copy)."""
+    shutil.copytree(built_once / "store", tmp_path / "store", symlinks=True)
+    shutil.copytree(built_once / "a", tmp_path / "a", symlinks=True)
+    for link in (tmp_path / "a" / "artifacts").iterdir():
+        if link.is_symlink():
+            target = Path(os.readlink(link))
+            link.unlink()
+            link.symlink_to(tmp_path / "store" / target.relative_to(built_once / "store"))
+    return tmp_path / "a"
 
 
 @pytest.mark.slow

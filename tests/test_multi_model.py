@@ -1,0 +1,38 @@
+"""Several models in one invocation: how the command line names them, where each run goes, the summary page."""
+from pathlib import Path
+
+import pytest
+
+from core.errors import UserError
+from harness.cli import models_given
+from harness.config import resolve
+from harness.multi_model import model_configs, summary, summary_html
+
+
+def test_repeated_model_flags_and_the_config_list():
+    assert models_given(["compare", "--model", "a", "--model=b/c"], {}) == ["a", "b/c"]
+    assert models_given(["compare"], {"run": {"models": ["x", "y"]}}) == ["x", "y"]
+    assert models_given(["compare", "--model", "a"], {"run": {"models": ["x", "y"]}}) == ["a"]
+
+
+def test_each_model_gets_its_own_folder_and_two_may_not_share_one(tmp_path):
+    cfg = resolve({"run": {"out": str(tmp_path)}})
+    a, b = model_configs(cfg, ["org/model-a", "/models/model-b"])
+    assert (a.model, a.out, b.out) == ("org/model-a", tmp_path / "model-a", tmp_path / "model-b")
+    with pytest.raises(UserError, match="share the folder"):
+        model_configs(cfg, ["/x/m", "/y/m"])
+
+
+def test_summary_names_each_verdict_and_escapes_names(tmp_path):
+    cfg = resolve({"run": {"out": str(tmp_path)}})
+    configs = model_configs(cfg, ["<b>evil</b>", "fine"])
+    (tmp_path / "fine").mkdir()
+    (tmp_path / "fine" / "verdict.json").write_text('{"variants": {"gguf-q4_k_m": "pass", "gguf-q2_k": "fail"}}')
+    (tmp_path / "fine" / "report.html").write_text("<html></html>")
+    doc = summary(tmp_path, configs, {"<b>evil</b>": 2, "fine": 1}, {"<b>evil</b>": "not a model"})
+    fine = doc["models"][1]
+    assert fine["verdict_source"] == "gate" and fine["verdicts"] == {"gguf-q4_k_m": "PASS", "gguf-q2_k": "FAIL"}
+    assert fine["report"] == "fine/report.html" and doc["models"][0]["report"] is None
+    page = summary_html(doc)
+    assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page and 'href="fine/report.html"' in page
+    assert "not a model" in page and "exit 1" in page
