@@ -103,10 +103,18 @@ def read_config_file(path: Path) -> dict[str, dict]:
 def flatten_sections(data: dict, where: str) -> dict[str, dict]:
     """[runtime."llama.cpp"] tables become the section "runtime.llama.cpp"; unknown sections are an error."""
     out: dict[str, dict] = {}
+    if isinstance(data.get("models"), list):  # [[models]] tables, each with a model = "..." key
+        bad = [m for m in data["models"] if not isinstance(m, dict) or not isinstance(m.get("model"), str)]
+        if bad:
+            raise UserError(f"{where}: each [[models]] table needs a model = \"path or hub id\" key")
+        out.setdefault("run", {})["models"] = [m["model"] for m in data["models"]]
+        data = {k: v for k, v in data.items() if k != "models"}
     for name, sec in data.items():
         if not isinstance(sec, dict):
             raise UserError(f"{where}: '{name}' must be a section ([{name}]), not a value")
-        if name == "runtime":
+        if name == "run" and "run" in out:
+            out["run"] = {**dict(sec), **out["run"]}
+        elif name == "runtime":
             for rt, opts in sec.items():  # runtime names are checked once plugins are loaded (resolve)
                 out[f"runtime.{rt}"] = dict(opts)
         elif name in SECTIONS:

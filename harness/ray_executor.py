@@ -241,9 +241,12 @@ def _build_task(build_one, q, source, cfg, calibration: str, artifacts_dir: str,
     plugins.load(cfg.plugins)
     console = TaskConsole()
     ups = {pair[0].variant: pair[0] for pair in upstream}
+    node = this_node()
     o = build_one(q, source, cfg, Path(calibration), Path(artifacts_dir), ups, console,
                   Path(sensitivity) if sensitivity else None)
-    o.node = this_node()
+    o.node = node
+    if o.error:  # which node failed matters on a cluster (one without the tool's environment, say)
+        o.error = f"on node {node}: {o.error}"
     return o, console.lines
 
 

@@ -36,3 +36,26 @@ def test_summary_names_each_verdict_and_escapes_names(tmp_path):
     page = summary_html(doc)
     assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page and 'href="fine/report.html"' in page
     assert "not a model" in page and "exit 1" in page
+
+
+def test_models_tables_in_a_config_file(tmp_path):
+    from harness.config import read_config_file
+
+    f = tmp_path / "run.toml"
+    f.write_text('[run]\nvariants = ["fp16"]\n\n[[models]]\nmodel = "org/a"\n\n[[models]]\nmodel = "/m/b"\n')
+    sections = read_config_file(f)
+    assert sections["run"] == {"variants": ["fp16"], "models": ["org/a", "/m/b"]}
+    assert models_given(["compare", "--config", str(f)], sections) == ["org/a", "/m/b"]
+    f.write_text('[[models]]\npath = "x"\n')
+    with pytest.raises(UserError, match="model ="):
+        read_config_file(f)
+
+
+def test_the_local_executor_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.cli, harness.pipeline, harness.cell_runs, harness.variants, harness.sensitivity, "
+            "harness.multi_model; assert 'ray' not in sys.modules, 'ray imported'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-1000:]

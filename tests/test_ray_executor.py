@@ -71,13 +71,19 @@ def _cell_processes() -> list:
     return out
 
 
-def _kill_a_worker_mid_cell(driver: subprocess.Popen, deadline_s: float = 600) -> int | None:
-    """SIGKILL the Ray worker running the first cell seen (its cell subprocess dies with it); its pid."""
+def _kill_a_worker_mid_cell(driver: subprocess.Popen, out: Path, deadline_s: float = 600) -> int | None:
+    """SIGKILL the Ray worker running the first cell of this run (under `out`) seen; its cell subprocess dies with
+    it. Only a Ray worker (ray::…) is killed: tests running beside this one have cells of their own."""
     deadline = time.time() + deadline_s
     while time.time() < deadline and driver.poll() is None:
         for proc in _cell_processes():
-            worker = proc.parent()  # the Ray worker running the cell's task
-            if worker is not None:
+            try:
+                mine = str(out) in " ".join(proc.cmdline())
+                worker = proc.parent()
+                is_ray = worker is not None and "ray::" in " ".join(worker.cmdline())
+            except Exception:  # the process ended while being looked at
+                continue
+            if mine and is_ray:
                 os.kill(worker.pid, signal.SIGKILL)
                 return worker.pid
         time.sleep(0.1)
@@ -95,7 +101,7 @@ def test_ray_run_survives_a_killed_worker_spreads_cells_and_matches_the_local_ru
                                                                                   ray_store):
     driver = subprocess.Popen(_cmd(tiny_llama, tmp_path / "ray", *on_ray(cluster)), cwd=ROOT, env=_env(ray_store),
                               text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killed = _kill_a_worker_mid_cell(driver)
+    killed = _kill_a_worker_mid_cell(driver, tmp_path / "ray")
     stdout, _ = driver.communicate(timeout=900)
     assert killed, "no cell was seen running"
     assert driver.returncode == 0, stdout[-3000:]
@@ -209,11 +215,18 @@ def test_ray_two_nodes_build_one_artifact_at_once(cluster, tiny_llama, tmp_path,
         gate = tmp_path / "started"
         gate.mkdir()
 
-        def build_together(name, *args):  # both tasks start building only once both are running
-            (gate / name).touch()
-            while len(list(gate.iterdir())) < 2:
-                time.sleep(0.01)
-            return _build_task(build_one, *args)
+        def build_together(name, q, *args):  # both commit only once both have built (neither can reuse the other's)
+            built = q.build
+
+            def build(ctx, tmp):
+                m = built(ctx, tmp)
+                (gate / name).touch()
+                while len(list(gate.iterdir())) < 2:
+                    time.sleep(0.01)
+                return m
+
+            q.build = build
+            return _build_task(build_one, q, *args)
 
         task = ray.remote(num_cpus=1)(build_together)
         nodes = {node_label(n): n["NodeID"] for n in ray.nodes() if n.get("Alive")}
@@ -236,3 +249,31 @@ def test_ray_two_nodes_build_one_artifact_at_once(cluster, tiny_llama, tmp_path,
 
     m = Manifest.load(outcomes[0].folder)
     assert m.problem(outcomes[0].folder) is None
+
+
+@pytest.mark.slow
+def test_ray_start_check_names_a_node_without_an_environment(cluster, tmp_path, monkeypatch):
+    """A node whose tool environments are elsewhere ($QC_VENVS_DIR empty there): one line per missing environment,
+    naming the node; the nodes that have them raise nothing."""
+    import ray
+
+    from harness.config import resolve
+    from harness.ray_executor import check_cluster
+
+    empty = tmp_path / "no-venvs"
+    empty.mkdir()
+    node = cluster.add_node(num_cpus=0, resources={"node_c": 1}, env_vars={"QC_VENVS_DIR": str(empty)})
+    monkeypatch.setenv("QC_STORE_DIR", str(tmp_path / "store"))
+    lines = []
+    console = type("C", (), {"line": lambda self, m: lines.append(m), "alarm": lambda self, m: lines.append(m)})()
+    try:
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, runtime_env={"env_vars": {"QC_STORE_DIR": str(tmp_path / "store")}},
+                 log_to_driver=False)
+        check_cluster(resolve({"run": {"variants": ["fp16", "awq-int4"], "runtimes": ["transformers", "vllm"]}}), console)
+    finally:
+        ray.shutdown()
+        cluster.remove_node(node)
+    missing = sorted(m for m in lines if "lacks" in m)
+    assert missing == ["[ray] node node_c lacks the autoawq environment: its cells will fail there",
+                       "[ray] node node_c lacks the vllm environment: its cells will fail there"], lines
