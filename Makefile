@@ -139,6 +139,7 @@ gate: $(MAIN_STAMP)
 # (network and disk; one at a time, so each wheel is downloaded once and then comes from pip's cache).
 TEST_WORKERS ?= auto
 test:
+	$(MAKE) --no-print-directory $(LLAMA_SRC)/convert_hf_to_gguf.py
 	$(MAKE) --no-print-directory -j2 tools installs-in-order
 	$(MAKE) --no-print-directory setup setup-vllm setup-ray
 	QC_THREADS=1 $(BIN)/python -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) --dist loadfile tests $(PYTEST_ARGS)
