@@ -43,7 +43,9 @@ def build_one(q, source, cfg, calibration: Path, artifacts_dir: Path, upstream: 
     """One variant from the store (same key), else built under a partial name and renamed into place; the first
     complete artifact under a key wins when two builders race (on two nodes of a cluster)."""
     t_variant = time.time()
-    done = {n: (o.folder, o.manifest) for n, o in upstream.items() if o.manifest is not None}
+    # only what the quantizer declares it reads: an undeclared input would work here by luck of order and fail on a
+    # cluster, where a build waits only for its `needs`
+    done = {n: (o.folder, o.manifest) for n, o in upstream.items() if o.manifest is not None and n in q.needs}
     missing = [n for n in q.needs if n not in done]
     if missing:
         console.line(f"[{q.variant}] skipped: needs {', '.join(missing)}")

@@ -51,6 +51,7 @@ def backend_versions(backend: str) -> dict[str, str]:
                     summary="AWQ INT4 (w4, group 128, zero point, GEMM) by AutoAWQ or llm-compressor")
 class AwqQuantizer(Quantizer):
     variant = "awq-int4"
+    needs = ("fp16",)  # calibrates and packs the fp16 artifact
     device_dependent = True  # AutoAWQ's scale and clip search is not bit-identical across CPUs
 
     def __init__(self, recipe) -> None:  # recipe: core.settings.AwqRecipe

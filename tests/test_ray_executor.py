@@ -15,7 +15,9 @@ from core.paths import CALIBRATION_TEXT
 from harness import store
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--variants", "fp16,gguf-f16,gguf-q4_k_m", "--windows", "3", "--speed-repeats", "1", "--decode-tokens", "16",
+# awq-int4 reads fp16 (its declared need): on a cluster a build waits only for what it declares
+ARGS = ["--variants", "fp16,gguf-f16,gguf-q4_k_m,awq-int4", "--awq-calib-samples", "8", "--awq-calib-seq-len", "64",
+        "--windows", "3", "--speed-repeats", "1", "--decode-tokens", "16",
         "--prefill-tokens", "128", "--n-ctx", "256", "--tasks", "none", "--gen-prompts", "4", "--gen-tokens", "8",
         "--threads", "1"]
 TIMED = re.compile(r"tok_s|ttft|latency|rss|roofline|seconds|_ms$|_s$")  # timings and memory: differ run to run
@@ -111,7 +113,7 @@ def test_ray_run_survives_a_killed_worker_spreads_cells_and_matches_the_local_ru
     ray_doc = json.loads((tmp_path / "ray" / "results.json").read_text())
     local_doc = json.loads((tmp_path / "local" / "results.json").read_text())
     assert ray_doc["config"]["run"]["executor"] == "ray" and local_doc["config"]["run"]["executor"] == "local"
-    assert all(c["status"] == "ok" for c in ray_doc["cells"]) and len(ray_doc["cells"]) == 3
+    assert all(c["status"] == "ok" for c in ray_doc["cells"]) and len(ray_doc["cells"]) == 4
     a, b = _rows(ray_doc), _rows(local_doc)
     assert set(a) == set(b)
     differ = sorted({k[2] for k in a if a[k] != b[k]})
@@ -140,7 +142,7 @@ def test_ray_driver_killed_then_the_rerun_reuses_the_store(cluster, tiny_llama, 
     assert p.stdout.count("cached result reused") >= stored and "cached artifact reused" in p.stdout
     again = compare(tiny_llama, out, st, *on_ray(cluster))
     assert again.returncode == 0
-    assert "building" not in again.stdout and again.stdout.count("cached result reused") == 3
+    assert "building" not in again.stdout and again.stdout.count("cached result reused") == 4
     assert not [f for f in (st / "artifacts").iterdir() if f.name.startswith(".")]  # no partial artifact left
 
 
@@ -154,7 +156,7 @@ def test_ray_two_models_in_one_invocation(cluster, tiny_llama, tiny_qwen3, tmp_p
     assert [m["folder"] for m in doc["models"]] == ["tiny-llama", "tiny-qwen3"]
     for m in doc["models"]:
         assert m["exit_code"] == 0 and m["verdicts"] and (out / m["report"]).is_file()
-        assert len(json.loads((out / m["folder"] / "results.json").read_text())["cells"]) == 3
+        assert len(json.loads((out / m["folder"] / "results.json").read_text())["cells"]) == 4
     page = (out / "index.html").read_text()
     assert 'href="tiny-llama/report.html"' in page and 'href="tiny-qwen3/report.html"' in page
     assert "[tiny-llama] " in p.stdout and "[tiny-qwen3] " in p.stdout
