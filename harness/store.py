@@ -85,24 +85,9 @@ def remove_stale_partials(folder: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def commit_dir(tmp: Path, folder: Path, trusted, replace: bool = False) -> bool:
-    """Rename a finished entry into place (atomic on one filesystem, NFS and Lustre included). When another
-    builder's complete entry is already there (`trusted()`), it wins and ours is removed: False. A leftover that
-    is not trusted, or any entry when `replace`, is moved aside first."""
-    if not replace:
-        try:
-            tmp.rename(folder)
-            return True
-        except OSError:
-            if trusted():
-                shutil.rmtree(tmp, ignore_errors=True)
-                return False
-    aside = partial_name(folder, "old")
-    try:
-        folder.rename(aside)
-    except OSError:
-        pass
-    shutil.rmtree(aside, ignore_errors=True)
+def _rename_or_yield(tmp: Path, folder: Path, trusted) -> bool | None:
+    """Rename tmp into place: True. When the place is taken by a complete entry (`trusted()`), ours is removed:
+    False. Taken by anything else: None."""
     try:
         tmp.rename(folder)
         return True
@@ -110,7 +95,27 @@ def commit_dir(tmp: Path, folder: Path, trusted, replace: bool = False) -> bool:
         if trusted():
             shutil.rmtree(tmp, ignore_errors=True)
             return False
-        raise
+        return None
+
+
+def commit_dir(tmp: Path, folder: Path, trusted, replace: bool = False) -> bool:
+    """Rename a finished entry into place (atomic on one filesystem, NFS and Lustre included). When another
+    builder's complete entry is already there (`trusted()`), it wins and ours is removed: False. A leftover that
+    is not trusted, or any entry when `replace`, is moved aside first."""
+    if not replace:
+        done = _rename_or_yield(tmp, folder, trusted)
+        if done is not None:
+            return done
+    aside = partial_name(folder, "old")
+    try:
+        folder.rename(aside)
+    except OSError:
+        pass
+    shutil.rmtree(aside, ignore_errors=True)
+    done = _rename_or_yield(tmp, folder, trusted)
+    if done is None:
+        raise OSError(f"cannot put {tmp} in place of {folder}")
+    return done
 
 
 def write_json(path: Path, doc: dict) -> None:
