@@ -27,13 +27,13 @@ class CellSpec:
     variant: str = keyed("")
     runtime: str = keyed("")
     format: str = keyed("")
-    kind: str = keyed("quality")  # quality (windows, generation, speed) | tasks (lm-eval requests)
+    kind: str = keyed("quality")  # quality (windows, generation, speed) | tasks (lm-eval requests) | long (long windows)
     runtime_module: str = unkeyed("")  # the module that registers the runtime (imported by the cell)
     preload: str | None = unkeyed(None)  # a module to import before numpy (core.registry.RuntimeInfo.preload)
     artifact: str = unkeyed("")  # the artifact's cache key (joined to the spec's) stands for it
     options: dict = keyed(None, hash=False)  # the runtime's own options (its options dataclass as a dict)
     # inputs
-    windows: str = unkeyed("")
+    windows: str = unkeyed("")  # a long cell: the long probes (evaluators/windows.LongProbes)
     windows_sha256: str = keyed("")
     n_ctx: int = keyed(512)
     threads: int = keyed(1)

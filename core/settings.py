@@ -90,6 +90,12 @@ class EvalSettings:
     gen_tokens: int = opt(64, "greedy generation: new tokens per prompt")
     gen_seed: int = opt(0, "seed of the generation prompts' choice (0: the first chat questions and evenly spread "
                            "text openings; another seed draws both at random from the same pools)")
+    # long windows with planted facts (harness/long_probes.py): KLD and ΔPPL by position, retrieval at depth
+    long_ctx: int = opt(8192, "longest long-context window in tokens, capped at the model's context; windows of 1/8, "
+                              "1/4, 1/2 and all of it (0: no long-context measurement)")
+    long_windows: int = opt(1, "long windows per length")
+    needles: int = opt(5, "facts planted in each long window, at depths spread over 10 to 90 percent of the text")
+    long_seed: int = opt(0, "seed of the long windows' text and facts")
 
     def __post_init__(self) -> None:
         if self.windows == 0:

@@ -47,6 +47,7 @@ from evaluators.decode_profile import profile_decode
 from evaluators.speed import measure_serving, measure_speed
 from evaluators.progress import progress
 from evaluators.task_loglikelihood import score_task_requests
+from evaluators.long_context import score_long
 from evaluators.kld import (RowLogprobs, SparseLogprobs, TopK, kld_sparse, kld_topk, top1_agree,
                             top1_agree_sparse)
 from evaluators.windows import Windows
@@ -182,6 +183,9 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
         t1 = time.perf_counter()
         result["loglikelihoods"] = score_task_requests(rt, spec)
         result["tasks_seconds"] = time.perf_counter() - t1
+    elif spec.kind == "long":
+        progress("long windows")
+        result["long"] = score_long(rt, spec)
     else:
         win = Windows.load(Path(spec.windows))
         probe = spec.tokenizer_probe
@@ -230,7 +234,7 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
             result["peak_vram_bytes_per_gpu"] = per_gpu
     if spec.parallel:
         result["parallel"] = spec.parallel
-    if spec.kind != "tasks":
+    if spec.kind == "quality":
         result["weight_bytes"] = rt.weight_bytes()
     if rt.compile_seconds() is not None:
         result["compile_seconds"] = rt.compile_seconds()

@@ -12,7 +12,8 @@ them, in text order, so that the windows come from all over the text and not fro
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,50 @@ def window_clusters(positions: np.ndarray, first: int, n_ctx: int, token_starts:
             out.append(max(0, bisect.bisect_right(starts, token_starts[min(t, len(token_starts) - 1)]) - 1))
         return out, "article"
     return [int(p) // BLOCK_WINDOWS for p in positions], f"block of {BLOCK_WINDOWS} consecutive windows"
+
+
+@dataclass(frozen=True)
+class Needle:
+    """A fact planted in a long window (harness/long_probes.py) and where its answer's value is."""
+
+    window: int
+    length: int  # tokens of its window
+    depth_pct: int  # where in the haystack it was planted (nominal: 10, 30, 50, 70, 90 for five needles)
+    key: str
+    value: str
+    position: int  # token index of the fact's first token in the window
+    answer_start: int  # token index of the value's first token in the answer
+    answer_len: int
+
+
+@dataclass
+class LongProbes:
+    """Long windows of different lengths with planted facts, the same token ids for every cell."""
+
+    windows: list[np.ndarray]  # int32 token ids, one array per window
+    needles: list[Needle]
+    info: dict
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for w in self.windows:
+            h.update(np.asarray(w, dtype=np.int32).tobytes() + b"|")
+        h.update(json.dumps([asdict(n) for n in self.needles]).encode())
+        return h.hexdigest()
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        lengths = np.array([len(w) for w in self.windows], dtype=np.int64)
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=np.concatenate(self.windows).astype(np.int32), lengths=lengths,
+                     meta=np.frombuffer(json.dumps({"needles": [asdict(n) for n in self.needles],
+                                                    "info": self.info}).encode(), dtype=np.uint8))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "LongProbes":
+        with np.load(path) as z:
+            ids, lengths = z["ids"].astype(np.int32), z["lengths"]
+            meta = json.loads(bytes(z["meta"]).decode())
+        cuts = np.cumsum(lengths)[:-1]
+        return cls(list(np.split(ids, cuts)), [Needle(**n) for n in meta["needles"]], meta["info"])

@@ -19,7 +19,7 @@ from core import registry
 from core.cellspec import CellSpec
 from core.paths import REPO_ROOT, die_with_parent
 from harness import store
-from harness.host import environment_fingerprint, this_host
+from harness.host import environment_fingerprint, measured_here, this_host
 
 EVALUATOR_DIR = REPO_ROOT / "evaluators"
 
@@ -47,6 +47,13 @@ class CellOutcome:
     unsupported: str | None = None  # the runtime cannot read this artifact here, and why
     measured_on: dict | None = None  # the machine that measured it (harness.cell_launcher.measured_on)
     node: str | None = None  # the cluster node that ran or fetched it (--executor ray)
+
+    def doc(self) -> dict:
+        """What results.json records of every cell, whatever its kind: who, status, reuse, time, where."""
+        return {"variant": self.variant, "runtime": self.runtime,
+                "status": "ok" if self.ok else "unsupported" if self.unsupported else "failed",
+                "cached": self.cached, "wall_s": round(self.wall_s, 2), "error": self.error or self.unsupported,
+                "measured_on": self.measured_on, "measured_here": measured_here(self.measured_on)}
 
 
 @dataclass
@@ -129,9 +136,9 @@ def load_cached(cells_dir: Path, job: CellJob) -> CellOutcome | None:
     if data is None:
         return None
     res = data["result"]
-    if job.spec.write_reference:
+    if job.spec.write_reference:  # the reference's top-k must be whole too (a long cell marks its own)
         ref = Path(job.spec.reference_dir)
-        if not (ref / "COMPLETE").is_file():
+        if not (ref / ("LONG-COMPLETE" if job.kind == "long" else "COMPLETE")).is_file():
             return None
     cells_dir.mkdir(parents=True, exist_ok=True)
     store.write_json(cells_dir / f"{job.name}.json", data)

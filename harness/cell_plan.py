@@ -144,6 +144,20 @@ class CellPlanner:
         )
 
 
+    @staticmethod
+    def long(spec: CellSpec, probes, reference_dir: Path | None) -> CellSpec:
+        """The long-context cell of a quality cell (harness/long_probes.py): the same model settings, its context
+        set to the longest window (llama.cpp's n_ctx, vLLM's max_model_len); no generation, no speed."""
+        return CellSpec(
+            variant=spec.variant, runtime=spec.runtime, format=spec.format, kind="long",
+            runtime_module=spec.runtime_module, preload=spec.preload, artifact=spec.artifact, options=spec.options,
+            windows=str(probes.path), windows_sha256=probes.sha256, n_ctx=probes.n_ctx, threads=spec.threads,
+            seed=spec.seed, tokenizer_dir=spec.tokenizer_dir, hf_config_dir=spec.hf_config_dir, score=True,
+            kld_top_k=spec.kld_top_k, reference_dir=str(reference_dir) if reference_dir and spec.reference_dir else None,
+            write_reference=spec.write_reference, speed=False, device=spec.device, parallel=spec.parallel,
+        )
+
+
 def _plain(options) -> dict:
     from core.options import as_plain
 

@@ -30,6 +30,11 @@ def reference_dir(outcomes, prepared, cfg: RunConfig, code: str) -> Path:
     return store.area("references") / f"{key}-k{cfg.eval.kld_top_k}"
 
 
+def long_reference_dir(ref_dir: Path, probes) -> Path:
+    """Where the fp16 reference's long cell keeps its top-k: beside the windows' reference, keyed by the probes."""
+    return ref_dir.parent / f"{ref_dir.name}-long-{probes.sha256[:12]}"
+
+
 def check_reference_disk(ref_dir: Path, prepared, source, cfg: RunConfig) -> None:
     """An exact KLD keeps fp16's whole distribution: refuse, before anything is scored, when it cannot fit."""
     if cfg.eval.kld_top_k > 0 or (ref_dir / "COMPLETE").is_file() or cfg.synthetic:
@@ -55,12 +60,13 @@ def without_reference_key(key: str) -> str:
 
 
 def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None,
-               gen_prompts: list | None = None) -> list[CellJob]:
+               gen_prompts: list | None = None, long_probes=None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
-    then one lm-eval task cell per pair when tasks are asked for."""
+    then one lm-eval task cell per pair when tasks are asked for, and one long-context cell per measured pair
+    when long probes are given (harness/long_probes.PreparedProbes)."""
     code = evaluator_code_hash()
-    planner = CellPlanner(cfg, prepared, work, source, reference_dir(outcomes, prepared, cfg, code), GpuContext.of(cfg, source),
-                          gen_prompts)
+    ref_dir = reference_dir(outcomes, prepared, cfg, code)
+    planner = CellPlanner(cfg, prepared, work, source, ref_dir, GpuContext.of(cfg, source), gen_prompts)
     jobs = []
     for v, o in outcomes.items():
         if o.manifest is None:
@@ -71,6 +77,9 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
             if task_req is not None:
                 tspec = planner.tasks(spec, task_req)
                 jobs.append(CellJob(v, r, tspec, cell_key(tspec, o.manifest.cache_key, code), o.manifest.cache_key))
+            if long_probes is not None and spec.role == "measured" and spec.score:
+                lspec = planner.long(spec, long_probes, long_reference_dir(ref_dir, long_probes))
+                jobs.append(CellJob(v, r, lspec, cell_key(lspec, o.manifest.cache_key, code), o.manifest.cache_key))
     # the fp16 reference first; dequantized references (only read by the kernel checks) last
     jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,
                              j.spec.role == "dequantized-reference"))
@@ -105,8 +114,9 @@ def run_job(job: CellJob, cells_dir: Path, cfg: RunConfig, console, ref_ok: bool
     """One cell: its stored result when the store holds one under its key, else run in its own subprocess."""
     if not ref_ok:
         without_reference(job)
-    what = "lm-eval tasks" if job.kind == "tasks" else f"{job.spec.n_ctx}-token windows"
-    stage = "[tasks]" if job.kind == "tasks" else "[eval]"
+    what = {"tasks": "lm-eval tasks", "long": f"long windows up to {job.spec.n_ctx} tokens"}.get(
+        job.kind, f"{job.spec.n_ctx}-token windows")
+    stage = {"tasks": "[tasks]", "long": "[long]"}.get(job.kind, "[eval]")
     t0 = time.time()
     cached = None if cfg.force else load_cached(cells_dir, job)
     if cached:

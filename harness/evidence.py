@@ -32,6 +32,12 @@ class CellEvidence:
     generation: list | None = None  # [prompts] harness.generation.Continuation, fp16's prompts in fp16's order
     gen_n_new: int = 0  # tokens asked per prompt
     task_problem: str | None = None
+    long_ctx: int = 0  # the longest long window (harness/long_probes.py)
+    long_nll: list | None = None  # [long windows] arrays: every position's NLL
+    long_kld: list | None = None  # [long windows] arrays: every position's KLD vs fp16
+    needle_hits: np.ndarray | None = None  # [facts] 1.0 retrieved, 0.0 not
+    needle_window: np.ndarray | None = None  # [facts] the long window each fact is planted in
+    long_problem: str | None = None
 
 
 def load_results(path: Path, what: str = "results") -> dict:
@@ -131,7 +137,27 @@ def collect(results: dict) -> dict[tuple[str, str], CellEvidence]:
         for task, d in (t.get("scores") or {}).items():
             if d.get("per_doc"):
                 ev.tasks[task] = d["per_doc"]
+    _collect_long(results, out)
     return out
+
+
+def _collect_long(results: dict, out: dict) -> None:
+    section = results.get("long_context") or {}
+    windows = np.asarray([n["window"] for n in section.get("needles") or []])
+    for lc in section.get("cells", []):
+        ev = out.get((lc["variant"], lc["runtime"]))
+        if ev is None:
+            continue
+        if lc["status"] != "ok":
+            ev.long_problem = f"long-window cell {lc['status']}: {lc.get('error') or ''}".strip()
+            continue
+        ev.long_ctx = int(lc["n_ctx"])
+        ev.long_nll = [np.asarray(x, dtype=np.float64) for x in lc["nll_per_position"]]
+        ev.long_kld = None if lc.get("kld_per_position") is None else [np.asarray(x, dtype=np.float64)
+                                                                       for x in lc["kld_per_position"]]
+        if lc.get("needle_hits") is not None and len(lc["needle_hits"]) == len(windows):
+            ev.needle_hits = np.asarray(lc["needle_hits"], dtype=np.float64)
+            ev.needle_window = windows
 
 
 def task_metrics(per_doc: dict) -> list[str]:

@@ -37,6 +37,9 @@ class Quantity:
     higher_is_worse: bool = True
     paired: bool = False  # computed against the reference on the same units
     percentile: float | None = None  # a percentile of all per-token values (summary is _pct(percentile))
+    # data returns one tuple of arrays per stratum, each resampled on its own (never empty), and summary takes
+    # ([weights per stratum], [arrays per stratum]): a difference between two groups of units
+    strata: bool = False
 
 
 def _need(x, what: str, cell: CellEvidence):
@@ -142,6 +145,8 @@ def estimate(q: Quantity, cell: CellEvidence, ref: CellEvidence | None, clusters
     if q.paired and ref is None:
         raise NotMeasured(f"{q.label} needs the fp16 reference")
     arrays = q.data(cell, ref)
+    if q.strata:
+        return bootstrap_ci(q.summary, [Sample(a) for a in arrays], boot)
     cl = _clusters_for(q, clusters, len(arrays[0]))
     return bootstrap_ci(lambda ws, xs: q.summary(ws[0], xs[0]), [Sample(arrays, cl)], boot)
 

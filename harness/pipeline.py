@@ -129,14 +129,20 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         console.line(f"[generate] {len(gen_prompts)} prompts ({sum(p.set == 'chat' for p in gen_prompts)} chat"
                      f"{' with the model' + chr(39) + 's chat template' if gen_info.get('chat_template') else ''}, "
                      f"{sum(p.set == 'text' for p in gen_prompts)} text openings) x {cfg.eval.gen_tokens} greedy tokens")
-    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req, gen_prompts)
+    long_probes = None
+    if cfg.eval.long_ctx and not cfg.synthetic:
+        from harness.long_probes import prepare_long
+
+        with clock.stage("long windows (facts planted in long text)", "windows"):
+            long_probes = prepare_long(source, text, cfg.eval, work, console)
+    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req, gen_prompts, long_probes)
     ref_job = next((j for j in jobs if j.spec.write_reference), None)
     if ref_job is not None:
         check_reference_disk(Path(ref_job.spec.reference_dir), prepared, source, cfg)
     all_cells = evaluate(jobs, out / "cells", cfg, console)
     for c in all_cells:
-        what = "lm-eval" if c.kind == "tasks" else "evaluate"
-        clock.add(f"{what} {c.variant} × {c.runtime}", "tasks" if c.kind == "tasks" else "cell",
+        what = {"tasks": "lm-eval", "long": "long windows"}.get(c.kind, "evaluate")
+        clock.add(f"{what} {c.variant} × {c.runtime}", {"tasks": "tasks", "long": "long"}.get(c.kind, "cell"),
                   c.run_s, c.cached, "; ".join(filter(None, ["" if c.ok or c.unsupported is None else "unsupported",
                                                             c.node and f"on {c.node}"])))
         gen = (c.result or {}).get("generation") if c.kind == "quality" else None
@@ -145,12 +151,13 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
                       "inside the cell above")
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
+    long_cells = [c for c in all_cells if c.kind == "long"]
     with clock.stage("lm-eval metrics from the cells' scores", "tasks"):
         scores = score_task_cells(task_cells, task_req, store.area("tasks")) if task_req else {}
     bandwidth = cached_bandwidth(cfg.eval.threads, console, cfg.eval.device)
     with clock.stage("results (assemble, checks)", "report"):
         results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth,
-                           (gen_prompts, gen_info))
+                           (gen_prompts, gen_info), (long_probes, long_cells))
         if sensitivity:
             results["sensitivity"] = sensitivity
     t_report = time.time()

@@ -7,7 +7,7 @@ import time
 
 from evaluators.kernel_check import kernel_checks
 from evaluators.stats import Bootstrap, effective_sample_size
-from harness import metrics
+from harness import long_doc, long_metrics, metrics
 from harness.evidence import collect
 from harness.generation_doc import attach, noise_floor_note
 from harness.generation_metrics import GEN_QUANTITIES
@@ -15,7 +15,6 @@ from harness.mix_compare import comparisons
 from core import registry
 from core.names import REFERENCE
 from harness import provenance
-from harness.host import measured_here
 from harness.cell_launcher import CellOutcome
 from harness.variant_flags import Flag, check_cells, decode_check_flags, nonfinite_flags
 from harness.shared_inputs import decode
@@ -73,11 +72,13 @@ def quality_rows(evidence: dict, clusters, boot=metrics.BOOTSTRAP) -> list[Row]:
     except metrics.NotMeasured:
         ref = None
     rows = []
+    long_ctx = max([c.long_ctx for c in evidence.values()] + [0])
+    extra = tuple(long_metrics.quantities(long_ctx)) if long_ctx else ()
     for (v, rt), cell in evidence.items():
         if cell.status not in ("ok", "broken"):
             continue
         for metric, e in metrics.estimate_all(cell, ref, clusters, boot,
-                                              quantities=metrics.WINDOW_QUANTITIES + GEN_QUANTITIES).items():
+                                              quantities=metrics.WINDOW_QUANTITIES + GEN_QUANTITIES + extra).items():
             rows.append(_row(v, rt, metric, e))
     return rows
 
@@ -150,16 +151,13 @@ def window_statistics(evidence: dict, clusters) -> dict:
 
 
 def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
-             task_cells=(), bandwidth: dict | None = None, generation: tuple = ((), {})) -> dict:
+             task_cells=(), bandwidth: dict | None = None, generation: tuple = ((), {}), long: tuple = (None, ())) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
     cell_docs = []
     for c in cells:
-        doc = {"variant": c.variant, "runtime": c.runtime,
-               "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
-               "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
-               "measured_on": c.measured_on, "measured_here": measured_here(c.measured_on)}
+        doc = c.doc()
         if c.ok:
             m = variant_outcomes[c.variant].manifest
             rows += cell_rows(c, source.n_params, m.size_bytes, bandwidth)
@@ -202,13 +200,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     task_scores = task_scores or {}
     task_docs = []
     for c in task_cells:
-        task_docs.append({"variant": c.variant, "runtime": c.runtime,
-                          "status": "ok" if c.ok else "unsupported" if c.unsupported else "failed",
-                          "cached": c.cached, "wall_s": round(c.wall_s, 2), "error": c.error or c.unsupported,
-                          "measured_on": c.measured_on, "measured_here": measured_here(c.measured_on),
-                          "scores": task_scores.get((c.variant, c.runtime)),
+        task_docs.append({**c.doc(), "scores": task_scores.get((c.variant, c.runtime)),
                           "seconds": c.result.get("tasks_seconds") if c.ok else None})
-    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) if not c.ok and not c.unsupported}
+    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) + list(long[1]) if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     same = registry.same_weights_variants()
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors, same)
@@ -217,13 +211,16 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     checks = kernel_checks(cell_docs, built, cfg.out / "work", {v: registry.kernel_tolerance(v) for v in built})
     flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
     flags += decode_check_flags(cell_docs)
+    long_section = long_doc.section(*long)
+    flags += long_doc.flags(cell_docs, long_section)
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
     for d in cell_docs:
         if (d["variant"], d["runtime"]) in broken:
             d["status"] = "broken"
     # every quality number from one definition (harness/metrics.py), as the gate will compute it
     evidence = collect({"cells": cell_docs, "task_cells": task_docs, "rows": [], "flags": [f.as_dict() for f in flags],
-                        "generation": gen_section})
+                        "generation": gen_section, "long_context": long_section})
+    long_doc.attach_views(long_section, evidence)
     for d in cell_docs:  # the report's KLD curve: percentiles of the very per-token values the rows bootstrap
         ev = evidence.get((d["variant"], d["runtime"]))
         d["kld_percentiles"] = metrics.kld_curve(ev) if ev is not None and ev.kld_tokens is not None else None
@@ -264,6 +261,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "variant_order": sorted(cfg.variants, key=registry.variant_order),
         "same_weights_variants": [v for v in same if v in cfg.variants],
         "generation": gen_section,
+        "long_context": long_section,
         "mix_comparisons": mixes,
         "source": source.as_dict(),
         "environment": {**provenance.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},

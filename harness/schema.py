@@ -45,11 +45,18 @@ METRICS = {
     "gen_degenerate_rate": "fraction",
     "gen_degenerate_rate_increase": "points",
     "gen_distinct2": "fraction",
+    # long windows with planted facts (harness/long_metrics.py)
+    "long_kld_rise": "nats",
+    "needle_accuracy": "fraction",
+    "needle_accuracy_drop": "points",
 }
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
 # families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")
 METRIC_PATTERNS = (
     (re.compile(r"delta_p_p\d+"), "fraction"),
+    (re.compile(r"long_kld_mean_\d+k?_\d+k?"), "nats"),
+    (re.compile(r"long_ppl_increase_pct_\d+k?_\d+k?"), "%"),
+    (re.compile(r"long_ppl_\d+k?_\d+k?"), ""),
     (re.compile(r"output_tok_s_b\d+"), "tok/s"),
     (re.compile(r"decode_tok_s_b\d+"), "tok/s"),
     (re.compile(r"(ttft|itl)_p(50|90)_s_b\d+"), "s"),

@@ -77,6 +77,14 @@ def summary_frame(results: dict) -> pd.DataFrame:
         loops = get("gen_loop_rate_increase")
         if loops[0] is not None:
             rec["loops Δ pts [CI]"] = f"{loops[0]:+.1f} [{loops[1]:+.1f}, {loops[2]:+.1f}]"
+        late = ((results.get("long_context") or {}).get("buckets") or [None])[-1]
+        if late:
+            k = get(f"long_kld_mean_{late}")
+            if k[0] is not None:
+                rec[f"KLD at {late.replace('_', '–')} [CI]"] = _ci(*k, ".4f" if k[0] >= 1e-3 else ".1e")
+            facts = get("needle_accuracy")
+            if facts[0] is not None:
+                rec["facts retrieved [CI]"] = _ci(*(100 * x for x in facts), ".0f") + " %"
         size = get("size_bytes")[0]
         rec["size MB"] = "—" if size is None else f"{size / 1e6:.1f}"
         bpw = get("bits_per_weight")[0]
@@ -158,8 +166,9 @@ def decode_detail_frame(results: dict) -> pd.DataFrame | None:
 def terminal_table(results: dict) -> str:
     df = summary_frame(results)
     cols = [c for c in ["variant", "runtime", "status", "PPL [95% CI]", "ΔPPL vs fp16 [paired CI]", "KLD mean [CI]", "KLD method",
-                        "top-1 agree [CI]", "gen same@32 [CI]", "loops Δ pts [CI]", "size MB", "bpw", "prefill tok/s",
-                        "decode tok/s"] if c in df.columns]
+                        "top-1 agree [CI]", "gen same@32 [CI]", "loops Δ pts [CI]"]
+            + [c for c in df.columns if c.startswith("KLD at ")] + ["facts retrieved [CI]"]
+            + ["size MB", "bpw", "prefill tok/s", "decode tok/s"] if c in df.columns]
     return df[cols].to_string(index=False)
 
 

@@ -23,3 +23,16 @@ def test_other_counts_survive_a_repeat(tmp_path):
     cfg, again = _roundtrip({"eval": {"windows": 12, "gen_prompts": 4}, "tasks": {"limit": 30}}, tmp_path)
     assert (again.eval.windows, again.eval.gen_prompts, again.tasks.limit) == (12, 4, 30)
     assert again.eval == cfg.eval and again.tasks == cfg.tasks
+
+
+def test_every_command_prints_its_help(capsys):
+    """Every option's help text survives argparse's %-formatting (a bare % in one broke `compare --help`)."""
+    import pytest
+
+    from harness.cli import main
+
+    for cmd in ("compare", "bench", "sensitivity", "gate", "cache", "report", "list"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0, cmd
+        assert "usage:" in capsys.readouterr().out

@@ -14,7 +14,7 @@ from harness.schema import validate
 ROOT = Path(__file__).resolve().parent.parent
 FAST_ARGS = ["--windows", "3", "--awq-calib-samples", "16", "--awq-calib-seq-len", "128", "--speed-repeats", "1",
              "--decode-tokens", "16", "--prefill-tokens", "128", "--n-ctx", "256", "--limit", "20",
-             "--serving-batches", "1,4", "--gen-prompts", "4", "--gen-tokens", "8"]
+             "--serving-batches", "1,4", "--gen-prompts", "4", "--gen-tokens", "8", "--long-ctx", "1024"]
 
 
 def compare(model: Path, out: Path, *extra: str, store: Path | None = None) -> subprocess.CompletedProcess:
@@ -87,7 +87,7 @@ def test_compare_tiny_llama_then_cached_rerun_here_and_elsewhere(tiny_llama, tmp
     assert time.time() - t0 < 60
     assert p3.returncode == 0, p3.stdout[-3000:] + p3.stderr[-3000:]
     assert "building" not in p3.stdout and p3.stdout.count("cached artifact reused") == 4
-    assert p3.stdout.count("cached result reused") == 8  # 4 quality + 4 task cells
+    assert p3.stdout.count("cached result reused") == 12  # 4 quality, 4 task and 4 long-window cells
     results = json.loads((tmp_path / "b" / "results.json").read_text())
     stages = {s["name"]: s for s in results["stages"]}
     assert stages["build gguf-q4_k_m"]["cached"] and stages["evaluate fp16 × transformers"]["cached"]

@@ -8,18 +8,23 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def make_tiny_model(dest: Path, arch: str, tokenizer_dir: Path, seed: int = 0, hidden: int = 256,
-                    layers: int = 2, channel_spread: float = 0.0, dtype: str = "float16") -> Path:
+                    layers: int = 2, channel_spread: float = 0.0, dtype: str = "float16", max_positions: int = 2048,
+                    rope_scaling: dict | None = None, sharpen: tuple[float, float] | None = None) -> Path:
     """A 2-layer Llama, Qwen2 or Qwen3 with the embedded model's tokenizer.
 
     channel_spread > 0 multiplies each input channel of every decoder linear by a log-normal
-    factor, so weight magnitudes differ per channel as in trained models (random init is flat)."""
+    factor, so weight magnitudes differ per channel as in trained models (random init is flat).
+    sharpen = (embedding factor, q/k factor) makes the output peaked and attention sharp, so that
+    positions (RoPE) matter as they do in a trained model."""
     import torch
     from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
                               Qwen3ForCausalLM)
 
     common = dict(vocab_size=49152, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
                   bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    if rope_scaling:
+        common["rope_scaling"] = rope_scaling
     if arch == "llama":
         config, cls = LlamaConfig(**common), LlamaForCausalLM
     elif arch == "qwen2":  # biases on q, k and v
@@ -38,6 +43,12 @@ def make_tiny_model(dest: Path, arch: str, tokenizer_dir: Path, seed: int = 0, h
                 if isinstance(mod, torch.nn.Linear) and ".layers." in name:
                     f = torch.exp(channel_spread * torch.randn(mod.in_features, generator=g))
                     mod.weight.mul_(f[None, :])
+    if sharpen:
+        with torch.no_grad():
+            model.model.embed_tokens.weight.mul_(sharpen[0])
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.weight.mul_(sharpen[1])
+                layer.self_attn.k_proj.weight.mul_(sharpen[1])
     model = model.to(getattr(torch, dtype))
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)

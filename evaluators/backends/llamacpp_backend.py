@@ -28,6 +28,9 @@ class LlamaCppOptions:
     split_mode: str = opt("layer", "how a model is split across GPUs (llama.cpp's -sm)", choices=("layer", "row"))
 
 
+UBATCH = 512  # positions per micro-batch of a scoring decode
+
+
 # ggml's threads sleep between graph runs under PASSIVE (decode a quarter slower), and libllama must load
 # before numpy (evaluators/cell_process.py says why)
 @register_runtime("llama.cpp", order=1, formats=("gguf",), options=LlamaCppOptions, prefix="llama-", default=True,
@@ -68,10 +71,12 @@ class LlamaCppRuntime(Runtime):
         self._scorer = self._open(n_ctx)
 
     def _open(self, n_ctx: int):
+        """The scoring context: one decode per window, computed UBATCH positions at a time (llama-perplexity's
+        default -ub; a long window in one micro-batch would hold an n_ctx × n_ctx attention matrix per head)."""
         from llama_cpp import Llama
 
         return Llama(
-            model_path=self.path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=self.threads,
+            model_path=self.path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(n_ctx, UBATCH), n_threads=self.threads,
             n_threads_batch=self.threads, logits_all=False, flash_attn=self.flash_attn, verbose=False, seed=0,
             n_gpu_layers=-1 if self.device != "cpu" else 0, **self.split_kwargs(),
         )

