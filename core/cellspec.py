@@ -28,6 +28,7 @@ class CellSpec:
     runtime: str = keyed("")
     format: str = keyed("")
     kind: str = keyed("quality")  # quality (windows, generation, speed) | tasks (lm-eval requests) | long (long windows)
+    # | instruct (greedy answers to instruction-following prompts, in gen_prompts)
     runtime_module: str = unkeyed("")  # the module that registers the runtime (imported by the cell)
     preload: str | None = unkeyed(None)  # a module to import before numpy (core.registry.RuntimeInfo.preload)
     artifact: str = unkeyed("")  # the artifact's cache key (joined to the spec's) stands for it

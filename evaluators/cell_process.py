@@ -157,6 +157,15 @@ def _cell_gpus() -> list[int]:
     return [int(x) for x in vis.split(",") if x.strip().isdigit()] or [0]
 
 
+def _generate(rt, spec: CellSpec) -> dict:
+    """Greedy continuations of exactly gen_tokens tokens for each of the spec's prompts."""
+    t1 = time.perf_counter()
+    tokens = rt.generate_many([list(p) for p in spec.gen_prompts], spec.gen_tokens)
+    if len(tokens) != len(spec.gen_prompts) or any(len(t) != spec.gen_tokens for t in tokens):
+        raise RuntimeError("the runtime's generate_many returned other counts than asked")
+    return {"tokens": tokens, "seconds": time.perf_counter() - t1}
+
+
 def run(spec: CellSpec, fault: str | None = None) -> dict:
     threads = spec.threads
     rt = make_runtime(spec)
@@ -186,6 +195,9 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
     elif spec.kind == "long":
         progress("long windows")
         result["long"] = score_long(rt, spec)
+    elif spec.kind == "instruct":
+        progress(f"instruction following: {len(spec.gen_prompts)} prompts x {spec.gen_tokens} tokens")
+        result["instruct"] = _generate(rt, spec)
     else:
         win = Windows.load(Path(spec.windows))
         probe = spec.tokenizer_probe
@@ -203,11 +215,7 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
             result.update(score_windows(rt, win, spec))
         if spec.gen_prompts:
             progress(f"generation: {len(spec.gen_prompts)} prompts x {spec.gen_tokens} tokens")
-            t1 = time.perf_counter()
-            tokens = rt.generate_many([list(p) for p in spec.gen_prompts], spec.gen_tokens)
-            if len(tokens) != len(spec.gen_prompts) or any(len(t) != spec.gen_tokens for t in tokens):
-                raise RuntimeError("the runtime's generate_many returned other counts than asked")
-            result["generation"] = {"tokens": tokens, "seconds": time.perf_counter() - t1}
+            result["generation"] = _generate(rt, spec)
         progress("sanity generation")
         g = rt.generate(spec.sanity_prompt_ids, spec.sanity_new_tokens)
         result["sanity_tokens"] = g.tokens

@@ -158,6 +158,20 @@ class CellPlanner:
         )
 
 
+    @staticmethod
+    def instruct(spec: CellSpec, prompts: list, n_new: int) -> CellSpec:
+        """The instruction-following cell of a quality cell (harness/instructions.py): the same model settings,
+        greedy continuations of the prompts' token ids; the context holds the longest prompt and its answer."""
+        ids = [[int(t) for t in p.ids] for p in prompts]
+        return CellSpec(
+            variant=spec.variant, runtime=spec.runtime, format=spec.format, kind="instruct",
+            runtime_module=spec.runtime_module, preload=spec.preload, artifact=spec.artifact, options=spec.options,
+            n_ctx=max(spec.n_ctx, max(len(p) for p in ids) + n_new), threads=spec.threads, seed=spec.seed,
+            tokenizer_dir=spec.tokenizer_dir, hf_config_dir=spec.hf_config_dir, score=False, speed=False,
+            device=spec.device, parallel=spec.parallel, gen_prompts=ids, gen_tokens=n_new,
+        )
+
+
 def _plain(options) -> dict:
     from core.options import as_plain
 

@@ -60,10 +60,11 @@ def without_reference_key(key: str) -> str:
 
 
 def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task_req=None,
-               gen_prompts: list | None = None, long_probes=None) -> list[CellJob]:
+               gen_prompts: list | None = None, long_probes=None, instruct_prompts: list | None = None) -> list[CellJob]:
     """Every (variant, runtime) pair whose runtime reads the variant's format (reference first),
-    then one lm-eval task cell per pair when tasks are asked for, and one long-context cell per measured pair
-    when long probes are given (harness/long_probes.PreparedProbes)."""
+    then one lm-eval task cell per pair when tasks are asked for, one long-context cell per measured pair
+    when long probes are given (harness/long_probes.PreparedProbes), and one instruction-following cell per
+    measured pair when instruction prompts are given (harness/instruct_prompts.py)."""
     code = evaluator_code_hash()
     ref_dir = reference_dir(outcomes, prepared, cfg, code)
     planner = CellPlanner(cfg, prepared, work, source, ref_dir, GpuContext.of(cfg, source), gen_prompts)
@@ -80,6 +81,9 @@ def plan_cells(outcomes, prepared, cfg: RunConfig, work: Path, source=None, task
             if long_probes is not None and spec.role == "measured" and spec.score:
                 lspec = planner.long(spec, long_probes, long_reference_dir(ref_dir, long_probes))
                 jobs.append(CellJob(v, r, lspec, cell_key(lspec, o.manifest.cache_key, code), o.manifest.cache_key))
+            if instruct_prompts and spec.role == "measured" and spec.score:
+                ispec = planner.instruct(spec, instruct_prompts, cfg.eval.instruct_tokens)
+                jobs.append(CellJob(v, r, ispec, cell_key(ispec, o.manifest.cache_key, code), o.manifest.cache_key))
     # the fp16 reference first; dequantized references (only read by the kernel checks) last
     jobs.sort(key=lambda j: (j.kind != "quality", (j.variant, j.runtime) != REFERENCE,
                              j.spec.role == "dequantized-reference"))
@@ -114,9 +118,10 @@ def run_job(job: CellJob, cells_dir: Path, cfg: RunConfig, console, ref_ok: bool
     """One cell: its stored result when the store holds one under its key, else run in its own subprocess."""
     if not ref_ok:
         without_reference(job)
-    what = {"tasks": "lm-eval tasks", "long": f"long windows up to {job.spec.n_ctx} tokens"}.get(
+    what = {"tasks": "lm-eval tasks", "long": f"long windows up to {job.spec.n_ctx} tokens",
+            "instruct": f"{len(job.spec.gen_prompts or [])} instruction prompts"}.get(
         job.kind, f"{job.spec.n_ctx}-token windows")
-    stage = {"tasks": "[tasks]", "long": "[long]"}.get(job.kind, "[eval]")
+    stage = {"tasks": "[tasks]", "long": "[long]", "instruct": "[instruct]"}.get(job.kind, "[eval]")
     t0 = time.time()
     cached = None if cfg.force else load_cached(cells_dir, job)
     if cached:

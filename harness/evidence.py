@@ -38,6 +38,11 @@ class CellEvidence:
     needle_hits: np.ndarray | None = None  # [facts] 1.0 retrieved, 0.0 not
     needle_window: np.ndarray | None = None  # [facts] the long window each fact is planted in
     long_problem: str | None = None
+    if_strict: np.ndarray | None = None  # [instruction prompts] 1.0 every instruction followed as written
+    if_loose: np.ndarray | None = None  # [instruction prompts] the same after IFEval's loose clean-ups
+    if_followed: np.ndarray | None = None  # [instruction prompts] instructions followed (strict)
+    if_count: np.ndarray | None = None  # [instruction prompts] instructions given
+    if_problem: str | None = None
 
 
 def load_results(path: Path, what: str = "results") -> dict:
@@ -138,7 +143,23 @@ def collect(results: dict) -> dict[tuple[str, str], CellEvidence]:
             if d.get("per_doc"):
                 ev.tasks[task] = d["per_doc"]
     _collect_long(results, out)
+    _collect_instruct(results, out)
     return out
+
+
+def _collect_instruct(results: dict, out: dict) -> None:
+    """Each cell's per-prompt instruction-following outcomes (harness/instruct_doc.py judged them)."""
+    for d in (results.get("instruction_following") or {}).get("cells", []):
+        ev = out.get((d["variant"], d["runtime"]))
+        if ev is None:
+            continue
+        if d["status"] != "ok" or d.get("prompt_strict") is None:
+            ev.if_problem = f"instruction-following cell {d['status']}: {d.get('error') or ''}".strip()
+            continue
+        ev.if_strict = np.asarray(d["prompt_strict"], dtype=np.float64)
+        ev.if_loose = np.asarray(d["prompt_loose"], dtype=np.float64)
+        ev.if_followed = np.asarray([sum(s) for s in d["strict"]], dtype=np.float64)
+        ev.if_count = np.asarray([len(s) for s in d["strict"]], dtype=np.float64)
 
 
 def _collect_long(results: dict, out: dict) -> None:

@@ -69,6 +69,19 @@ def _chat_ids(tok, question: str) -> list[int]:
     return tok(question + "\n", add_special_tokens=True)["input_ids"]
 
 
+def end_ids(tok, source_path: Path) -> list[int]:
+    """The tokens that end a continuation: the tokenizer's end of sequence and generation_config.json's."""
+    eos = {int(t) for t in (tok.eos_token_id if isinstance(tok.eos_token_id, list) else [tok.eos_token_id])
+           if t is not None}
+    try:
+        cfg = json.loads((source_path / "generation_config.json").read_text())
+        extra = cfg.get("eos_token_id")
+        eos |= {int(t) for t in (extra if isinstance(extra, list) else [extra]) if t is not None}
+    except (OSError, ValueError):
+        pass
+    return sorted(eos)
+
+
 def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path,
                     seed: int = 0) -> tuple[list[GenPrompt], dict]:
     """n chat prompts and n text openings (fewer when the data has fewer), their token ids, and facts for
@@ -95,15 +108,7 @@ def prepare_prompts(source, text_file: Path, prepared, n: int, work_dir: Path,
     for off, opening in text_openings(text_file.read_text(encoding="utf-8"), scored, n, seed):
         prompts.append(GenPrompt("text", f"{text_file.name}@{off}", opening,
                                  [int(t) for t in tok(opening, add_special_tokens=True)["input_ids"]]))
-    eos = {int(t) for t in (tok.eos_token_id if isinstance(tok.eos_token_id, list) else [tok.eos_token_id])
-           if t is not None}
-    try:
-        cfg = json.loads((source.path / "generation_config.json").read_text())
-        extra = cfg.get("eos_token_id")
-        eos |= {int(t) for t in (extra if isinstance(extra, list) else [extra]) if t is not None}
-    except (OSError, ValueError):
-        pass
-    info = {"chat_template": bool(getattr(tok, "chat_template", None)), "eos_ids": sorted(eos),
+    info = {"chat_template": bool(getattr(tok, "chat_template", None)), "eos_ids": end_ids(tok, source.path),
             "chat_source": f"{CHAT_PROMPTS.relative_to(DATA_DIR.parent)}", "text_source": text_file.name,
             "opening_words": OPENING_WORDS, "seed": seed}
     cache.write_text(json.dumps({"prompts": [asdict(p) for p in prompts], "info": info}))

@@ -135,14 +135,23 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
 
         with clock.stage("long windows (facts planted in long text)", "windows"):
             long_probes = prepare_long(source, text, cfg.eval, work, console)
-    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req, gen_prompts, long_probes)
+    instruct, instruct_info = [], {}
+    if cfg.eval.instructions and not cfg.synthetic:
+        from harness.instruct_prompts import prepare_instructions
+
+        with clock.stage("instruction-following prompts", "windows"):
+            instruct, instruct_info = prepare_instructions(source, cfg.eval.instructions, cfg.eval.instruct_seed, work)
+        console.line(f"[instruct] {len(instruct)} prompts with {sum(len(p.instructions) for p in instruct)} verifiable "
+                     f"instructions{' in the model' + chr(39) + 's chat template' if instruct_info.get('chat_template') else ''}"
+                     f" x {cfg.eval.instruct_tokens} greedy tokens")
+    jobs = plan_cells(variant_outcomes, prepared, cfg, work, source, task_req, gen_prompts, long_probes, instruct)
     ref_job = next((j for j in jobs if j.spec.write_reference), None)
     if ref_job is not None:
         check_reference_disk(Path(ref_job.spec.reference_dir), prepared, source, cfg)
     all_cells = evaluate(jobs, out / "cells", cfg, console)
     for c in all_cells:
-        what = {"tasks": "lm-eval", "long": "long windows"}.get(c.kind, "evaluate")
-        clock.add(f"{what} {c.variant} × {c.runtime}", {"tasks": "tasks", "long": "long"}.get(c.kind, "cell"),
+        what = {"tasks": "lm-eval", "long": "long windows", "instruct": "instructions"}.get(c.kind, "evaluate")
+        clock.add(f"{what} {c.variant} × {c.runtime}", c.kind if c.kind in ("tasks", "long", "instruct") else "cell",
                   c.run_s, c.cached, "; ".join(filter(None, ["" if c.ok or c.unsupported is None else "unsupported",
                                                             c.node and f"on {c.node}"])))
         gen = (c.result or {}).get("generation") if c.kind == "quality" else None
@@ -152,12 +161,13 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
     long_cells = [c for c in all_cells if c.kind == "long"]
+    instruct_cells = [c for c in all_cells if c.kind == "instruct"]
     with clock.stage("lm-eval metrics from the cells' scores", "tasks"):
         scores = score_task_cells(task_cells, task_req, store.area("tasks")) if task_req else {}
     bandwidth = cached_bandwidth(cfg.eval.threads, console, cfg.eval.device)
     with clock.stage("results (assemble, checks)", "report"):
         results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth,
-                           (gen_prompts, gen_info), (long_probes, long_cells))
+                           (gen_prompts, gen_info), (long_probes, long_cells), (instruct, instruct_info, instruct_cells))
         if sensitivity:
             results["sensitivity"] = sensitivity
     t_report = time.time()

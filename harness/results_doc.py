@@ -7,7 +7,8 @@ import time
 
 from evaluators.kernel_check import kernel_checks
 from evaluators.stats import Bootstrap, effective_sample_size
-from harness import long_doc, long_metrics, metrics
+from harness import instruct_doc, long_doc, long_metrics, metrics
+from harness.instruct_metrics import INSTRUCT_QUANTITIES
 from harness.evidence import collect
 from harness.generation_doc import attach, noise_floor_note
 from harness.generation_metrics import GEN_QUANTITIES
@@ -74,6 +75,8 @@ def quality_rows(evidence: dict, clusters, boot=metrics.BOOTSTRAP) -> list[Row]:
     rows = []
     long_ctx = max([c.long_ctx for c in evidence.values()] + [0])
     extra = tuple(long_metrics.quantities(long_ctx)) if long_ctx else ()
+    if any(c.if_strict is not None for c in evidence.values()):
+        extra += INSTRUCT_QUANTITIES
     for (v, rt), cell in evidence.items():
         if cell.status not in ("ok", "broken"):
             continue
@@ -151,7 +154,8 @@ def window_statistics(evidence: dict, clusters) -> dict:
 
 
 def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
-             task_cells=(), bandwidth: dict | None = None, generation: tuple = ((), {}), long: tuple = (None, ())) -> dict:
+             task_cells=(), bandwidth: dict | None = None, generation: tuple = ((), {}), long: tuple = (None, ()),
+             instruct: tuple = ((), {}, ())) -> dict:
     ref = next((c for c in cells if (c.variant, c.runtime) == REFERENCE and c.ok), None)
     rows: list[Row] = []
     ppl: dict[tuple[str, str], float] = {}
@@ -202,7 +206,8 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     for c in task_cells:
         task_docs.append({**c.doc(), "scores": task_scores.get((c.variant, c.runtime)),
                           "seconds": c.result.get("tasks_seconds") if c.ok else None})
-    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) + list(long[1]) if not c.ok and not c.unsupported}
+    failed = {(c.variant, c.runtime): c.error for c in list(cells) + list(task_cells) + list(long[1]) + list(instruct[2])
+              if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     same = registry.same_weights_variants()
     flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors, same)
@@ -212,6 +217,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     flags += [Flag("broken", c["variant"], c["runtime"], c["message"]) for c in checks if not c["ok"]]
     flags += decode_check_flags(cell_docs)
     long_section = long_doc.section(*long)
+    if_section = instruct_doc.section(instruct[0], instruct[1], instruct[2], cfg.eval.instruct_tokens, source.path)
     flags += long_doc.flags(cell_docs, long_section)
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
     for d in cell_docs:
@@ -219,7 +225,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
             d["status"] = "broken"
     # every quality number from one definition (harness/metrics.py), as the gate will compute it
     evidence = collect({"cells": cell_docs, "task_cells": task_docs, "rows": [], "flags": [f.as_dict() for f in flags],
-                        "generation": gen_section, "long_context": long_section})
+                        "generation": gen_section, "long_context": long_section, "instruction_following": if_section})
     long_doc.attach_views(long_section, evidence)
     for d in cell_docs:  # the report's KLD curve: percentiles of the very per-token values the rows bootstrap
         ev = evidence.get((d["variant"], d["runtime"]))
@@ -262,6 +268,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "same_weights_variants": [v for v in same if v in cfg.variants],
         "generation": gen_section,
         "long_context": long_section,
+        "instruction_following": if_section,
         "mix_comparisons": mixes,
         "source": source.as_dict(),
         "environment": {**provenance.describe(cfg.eval.threads, cfg.eval.seed), "memory_bandwidth": bandwidth},

@@ -49,6 +49,12 @@ METRICS = {
     "long_kld_rise": "nats",
     "needle_accuracy": "fraction",
     "needle_accuracy_drop": "points",
+    # instruction following (harness/instruct_metrics.py)
+    "if_prompt_strict": "fraction",
+    "if_prompt_loose": "fraction",
+    "if_instruction_strict": "fraction",
+    "if_prompt_strict_drop": "points",
+    "if_prompt_loose_drop": "points",
 }
 ROW_KEYS = ("variant", "runtime", "metric", "value", "ci_low", "ci_high", "unit")
 # families of metrics: serving sweeps per batch size (vLLM) and lm-eval task metrics ("task:metric")

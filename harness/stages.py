@@ -15,7 +15,7 @@ INSTALL_STAMPS = {e.label: e.stamp for e in ENVIRONMENTS.values()}
 @dataclass
 class Stage:
     name: str
-    kind: str  # install | source | windows | build | cell | generation (inside a cell) | tasks | long | gate | report | other
+    kind: str  # install | source | windows | build | cell | generation (inside a cell) | tasks | long | instruct | gate | report | other
     wall_s: float
     cached: bool = False
     note: str = ""
@@ -68,8 +68,9 @@ def summary(stages: list[dict]) -> str:
     lines += [f"{n.ljust(w)}  {t:>8}  {note}" for n, t, note in rows]
     run = sum(s["wall_s"] for s in stages if s["kind"] not in ("install", "generation") and s["wall_s"] == s["wall_s"])
     lines.append(f"{'this run (installs excluded)'.ljust(w)}  {run:>8.1f}")
-    long_s = sum(s["wall_s"] for s in stages if s["kind"] == "long" and s["wall_s"] == s["wall_s"])
-    if long_s and run:
-        lines.append(f"{'  of which long windows (all cells)'.ljust(w)}  {long_s:>8.1f}  {100 * long_s / run:.0f}% of this run")
+    for kind, what in (("long", "long windows"), ("instruct", "instruction following")):
+        part = sum(s["wall_s"] for s in stages if s["kind"] == kind and s["wall_s"] == s["wall_s"])
+        if part and run:
+            lines.append(f"{f'  of which {what} (all cells)'.ljust(w)}  {part:>8.1f}  {100 * part / run:.0f}% of this run")
     return "\n".join(lines)
 

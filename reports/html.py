@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from reports import long_view, plots
+from reports import instruct_view, long_view, plots
 from reports.generation_view import generation_frame, viewer
 from reports.tables import (accuracy_frame, decode_detail_frame, kernel_check_frame, kld_detail_frame, serving_frame,
                             summary_frame)
@@ -261,6 +261,7 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
                      "is the probe's KLD against fp16 minus the all-Q8_0 probe's, paired window by window "
                      f"({s['seconds']:.0f} s for the stage). gguf-mix variants spend their bits where it is largest.</p>")
     parts.append(long_view.section(results, _img, _table))
+    parts.append(instruct_view.section(results, _table))
     gf = generation_frame(results)
     if gf is not None and not synthetic:
         g = results["generation"]

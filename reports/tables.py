@@ -85,6 +85,9 @@ def summary_frame(results: dict) -> pd.DataFrame:
             facts = get("needle_accuracy")
             if facts[0] is not None:
                 rec["facts retrieved [CI]"] = _ci(*(100 * x for x in facts), ".0f") + " %"
+        follow = get("if_prompt_strict")
+        if follow[0] is not None:
+            rec["instructions followed [CI]"] = _ci(*(100 * x for x in follow), ".0f") + " %"
         size = get("size_bytes")[0]
         rec["size MB"] = "—" if size is None else f"{size / 1e6:.1f}"
         bpw = get("bits_per_weight")[0]

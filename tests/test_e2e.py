@@ -14,7 +14,8 @@ from harness.schema import validate
 ROOT = Path(__file__).resolve().parent.parent
 FAST_ARGS = ["--windows", "3", "--awq-calib-samples", "16", "--awq-calib-seq-len", "128", "--speed-repeats", "1",
              "--decode-tokens", "16", "--prefill-tokens", "128", "--n-ctx", "256", "--limit", "20",
-             "--serving-batches", "1,4", "--gen-prompts", "4", "--gen-tokens", "8", "--long-ctx", "1024"]
+             "--serving-batches", "1,4", "--gen-prompts", "4", "--gen-tokens", "8", "--long-ctx", "1024",
+             "--instructions", "6", "--instruct-tokens", "24"]
 
 
 def compare(model: Path, out: Path, *extra: str, store: Path | None = None) -> subprocess.CompletedProcess:
@@ -63,6 +64,13 @@ def _check_run(out: Path, p: subprocess.CompletedProcess):
         assert acc and 0 <= acc[0]["value"] <= 1 and acc[0]["ci_low"] is not None
         assert _value(results, v, rt, "piqa:acc_norm") >= 0
     assert "Downstream accuracy" in html
+    ins = results["instruction_following"]  # every measured cell answered the same 6 prompts, judged the same way
+    assert len(ins["prompts"]) == 6 and {(c["variant"], c["runtime"]) for c in ins["cells"]} == set(cells)
+    for c in ins["cells"]:
+        assert c["status"] == "ok" and len(c["prompt_strict"]) == 6 and len(c["answers"]) == 6
+        assert 0 <= _value(results, c["variant"], c["runtime"], "if_prompt_strict") <= 1
+    assert _value(results, "gguf-f16", "llama.cpp", "if_prompt_strict_drop") is not None
+    assert "Instruction following vs fp16" in html
     return results
 
 
@@ -87,7 +95,7 @@ def test_compare_tiny_llama_then_cached_rerun_here_and_elsewhere(tiny_llama, tmp
     assert time.time() - t0 < 60
     assert p3.returncode == 0, p3.stdout[-3000:] + p3.stderr[-3000:]
     assert "building" not in p3.stdout and p3.stdout.count("cached artifact reused") == 4
-    assert p3.stdout.count("cached result reused") == 12  # 4 quality, 4 task and 4 long-window cells
+    assert p3.stdout.count("cached result reused") == 16  # 4 quality, 4 task, 4 long-window, 4 instruction cells
     results = json.loads((tmp_path / "b" / "results.json").read_text())
     stages = {s["name"]: s for s in results["stages"]}
     assert stages["build gguf-q4_k_m"]["cached"] and stages["evaluate fp16 × transformers"]["cached"]
@@ -131,7 +139,8 @@ def test_vllm_runtime_and_tasks(tiny_llama, tmp_path):
     if not (ROOT / ".venvs" / "vllm" / "bin" / "python").is_file():
         pytest.fail("vLLM environment missing: run `make setup-vllm`")
     out = tmp_path / "run"
-    p = compare(tiny_llama, out, "--variants", "fp16,awq-int4", "--runtimes", "transformers,vllm")
+    p = compare(tiny_llama, out, "--variants", "fp16,awq-int4", "--runtimes", "transformers,vllm",
+                "--instructions", "0")  # vLLM generates in the quality cell; an instruct cell would start it twice more
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert validate(results) == []

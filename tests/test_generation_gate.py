@@ -36,7 +36,7 @@ def test_gate_fails_a_looping_runtime_whose_perplexity_passes(tmp_path):
     p = subprocess.run([sys.executable, "-m", "harness.cli", "compare", "--out", str(out), "--variants", "fp16",
                         "--runtimes", "transformers,looping", "--plugins", "tests.test_generation_gate", "--tasks", "none",
                         "--windows", "2", "--n-ctx", "128", "--prefill-tokens", "16", "--decode-tokens", "4",
-                        "--speed-repeats", "1", "--gen-prompts", "6", "--gen-tokens", "32"],
+                        "--speed-repeats", "1", "--gen-prompts", "6", "--gen-tokens", "32", "--instructions", "0"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

@@ -171,7 +171,7 @@ def test_a_gguf_that_lost_its_rope_scaling_is_flagged_broken(tokenizer_dir, tmp_
     env = dict(os.environ, HF_HUB_OFFLINE="1", QC_STORE_DIR=str(tmp_path / "store"))
     p = subprocess.run([sys.executable, "-m", "harness.cli", "compare", "--model", str(model), "--out", str(out),
                         "--plugins", "tests.test_long_context", "--variants", f"fp16,gguf-f16,{LOST}",
-                        "--tasks", "none", "--windows", "4", "--n-ctx", "64", "--gen-prompts", "0",
+                        "--tasks", "none", "--windows", "4", "--n-ctx", "64", "--gen-prompts", "0", "--instructions", "0",
                         "--prefill-tokens", "16", "--decode-tokens", "4", "--speed-repeats", "1",
                         "--long-ctx", "1024", "--long-windows", "1", "--needles", "2"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)

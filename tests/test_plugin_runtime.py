@@ -74,7 +74,7 @@ def test_a_runtime_registered_in_one_file_runs_end_to_end(tiny_llama, tmp_path):
     vocab = json.loads((tiny_llama / "config.json").read_text())["vocab_size"]
     args = ["--model", str(tiny_llama), "--variants", "fp16", "--runtimes", "transformers,flat",
             "--plugins", "tests.test_plugin_runtime", "--tasks", "none", "--windows", "2", "--n-ctx", "64",
-            "--prefill-tokens", "16", "--decode-tokens", "4", "--speed-repeats", "1", "--gen-prompts", "2", "--gen-tokens", "4"]
+            "--prefill-tokens", "16", "--decode-tokens", "4", "--speed-repeats", "1", "--gen-prompts", "2", "--gen-tokens", "4", "--instructions", "0"]
     # the runtime's options come from the command line ...
     p = _cli(tmp_path / "a", *args, "--flat-boost", "2.0", "--flat-favourite", "7")
     assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]

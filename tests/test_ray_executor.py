@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--variants", "fp16,gguf-f16,gguf-q4_k_m,awq-int4", "--awq-calib-samples", "8", "--awq-calib-seq-len", "64",
         "--windows", "3", "--speed-repeats", "1", "--decode-tokens", "16",
         "--prefill-tokens", "128", "--n-ctx", "256", "--tasks", "none", "--gen-prompts", "4", "--gen-tokens", "8",
-        "--threads", "1", "--long-ctx", "512"]
+        "--threads", "1", "--long-ctx", "512", "--instructions", "4", "--instruct-tokens", "8"]
 TIMED = re.compile(r"tok_s|ttft|latency|rss|roofline|seconds|_ms$|_s$")  # timings and memory: differ run to run
 
 
@@ -142,7 +142,7 @@ def test_ray_driver_killed_then_the_rerun_reuses_the_store(cluster, tiny_llama, 
     assert p.stdout.count("cached result reused") >= stored and "cached artifact reused" in p.stdout
     again = compare(tiny_llama, out, st, *on_ray(cluster))
     assert again.returncode == 0
-    assert "building" not in again.stdout and again.stdout.count("cached result reused") == 8  # 4 quality, 4 long
+    assert "building" not in again.stdout and again.stdout.count("cached result reused") == 12  # 4 quality, 4 long, 4 instruct
     assert not [f for f in (st / "artifacts").iterdir() if f.name.startswith(".")]  # no partial artifact left
 
 

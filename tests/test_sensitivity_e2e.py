@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["--windows", "2", "--n-ctx", "128", "--tasks", "none", "--gen-prompts", "2", "--gen-tokens", "8",
+SMALL = ["--windows", "2", "--n-ctx", "128", "--tasks", "none", "--gen-prompts", "2", "--gen-tokens", "8", "--instructions", "0",
          "--speed-repeats", "1", "--prefill-tokens", "16", "--decode-tokens", "4"]
 
 

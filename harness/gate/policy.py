@@ -44,6 +44,10 @@ LIMITS = {
     "max_long_kld_rise": ("max", "KLD at the latest positions minus KLD at the first ones, nats"),
     "max_needle_accuracy_drop": ("max", "planted facts retrieved: fp16's share minus this cell's, points "
                                         "(paired over long windows)"),
+    "max_if_strict_drop_points": ("max", "instruction prompts fully followed (strict): fp16's share minus this "
+                                         "cell's, points (paired over prompts)"),
+    "max_if_loose_drop_points": ("max", "instruction prompts fully followed (loose): fp16's share minus this "
+                                        "cell's, points (paired over prompts)"),
     "max_size_mb": ("max", "size on disk, MB (10^6 bytes)"),
     "max_bits_per_weight": ("max", "bits per source parameter"),
     "min_decode_speedup": ("min", "decode tok/s vs the fp16 weights on the same runtime"),

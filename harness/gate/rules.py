@@ -4,6 +4,7 @@ uses: a bootstrap over the units both sides share (windows resampled by article,
 from __future__ import annotations
 
 from harness import generation_metrics as GM
+from harness import instruct_metrics as IM
 from harness import long_metrics as LM
 from harness import metrics as M
 from core.names import REFERENCE_VARIANT, variant_key
@@ -20,7 +21,8 @@ OWN = {"max_ppl_increase_pct": M.PPL_INCREASE, "max_kld_mean": M.KLD_MEAN, "max_
        "max_kld_p90": M.KLD_P90, "max_kld_p99": M.KLD_P99,
        "min_top1_agreement": M.TOP1, "max_delta_p_rms": M.DELTA_P_RMS, "min_cor_ln_ppl": M.COR_LN_PPL,
        "max_loop_rate_increase": GM.LOOP_RATE_INCREASE, "max_degenerate_rate_increase": GM.DEGENERATE_RATE_INCREASE,
-       "min_identical_at_32": GM.IDENTICAL_AT[32], "min_median_tokens_to_divergence": GM.MEDIAN_DIVERGENCE}
+       "min_identical_at_32": GM.IDENTICAL_AT[32], "min_median_tokens_to_divergence": GM.MEDIAN_DIVERGENCE,
+       "max_if_strict_drop_points": IM.IF_STRICT_DROP, "max_if_loose_drop_points": IM.IF_LOOSE_DROP}
 # policy key -> the long-window quantity it bounds, made for the cell's longest window (harness/long_metrics.py)
 LONG = {"max_long_kld_mean_late": lambda cell: LM.late_kld_mean(cell.long_ctx),
         "max_long_ppl_increase_pct_late": lambda cell: LM.ppl_increase_at(len(LM.bucket_names(cell.long_ctx)) - 1,

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--windows", "2", "--n-ctx", "128", "--speed-repeats", "1", "--decode-tokens", "4", "--prefill-tokens", "32",
         "--tasks", "none", "--awq-calib-samples", "8", "--awq-calib-seq-len", "64", "--gen-prompts", "2", "--gen-tokens", "8",
-        "--long-ctx", "512"]
+        "--long-ctx", "512", "--instructions", "2", "--instruct-tokens", "8"]
 
 
 def env_for(tmp: Path, **extra) -> dict:
