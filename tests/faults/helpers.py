@@ -57,10 +57,12 @@ def private_copy(model: Path, tmp: Path, name: str = "model") -> Path:
 
 
 def as_foreground_job() -> None:
-    """preexec_fn: Ctrl-C at its default, as in a shell's foreground job. A test run started in the background
-    (`make test &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: the interrupted
-    run would go on to the end (the SIGINT tests' old flake)."""
+    """preexec_fn: Ctrl-C at its default and not blocked, as in a shell's foreground job. A test run started in the
+    background (`make test &`) inherits SIGINT ignored, and a pytest worker that ran a Ray test in-process may hand
+    its children SIGINT blocked; either way the interrupted run would go on to the end and exit 0 (the SIGINT
+    tests' flakes)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def start(args: list[str], tmp: Path, **extra) -> subprocess.Popen:
@@ -87,6 +89,9 @@ def wait_for(proc: subprocess.Popen, needle: str, timeout: float = 600) -> str:
 def interrupt(proc: subprocess.Popen, sig: int) -> int:
     """Ctrl-C reaches the whole foreground group; a kill -9 of the harness reaches only the harness."""
     if sig == signal.SIGINT:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        masks = {l.split(":")[0]: int(l.split()[1], 16) for l in status.splitlines() if l.startswith(("SigBlk", "SigIgn"))}
+        assert not any(m & (1 << (signal.SIGINT - 1)) for m in masks.values()), f"the run cannot see Ctrl-C: {masks}"
         os.killpg(proc.pid, signal.SIGINT)
     else:
         os.kill(proc.pid, sig)
