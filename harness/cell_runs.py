@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from core import interrupts
 from harness import store
 from harness.cell_plan import CellPlanner, GpuContext, needs_dequant_reference, runtimes_for
 from harness.cell_launcher import CellJob, CellOutcome, cell_key, evaluator_code_hash, load_cached, run_cell
@@ -99,6 +100,7 @@ def evaluate(jobs: list[CellJob], cells_dir: Path, cfg: RunConfig, console) -> l
     outcomes = []
     ref_ok = True
     for job in jobs:
+        interrupts.check()
         o = run_job(job, cells_dir, cfg, console, ref_ok)
         if job.spec.write_reference and not o.ok:
             ref_ok = False

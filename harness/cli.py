@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core import registry
+from core import interrupts, registry
 from core.errors import UserError
 from core.options import add_group, sections_from_args
 from core.settings import AwqRecipe, EvalSettings, RunOptions, TaskSettings
@@ -258,6 +258,7 @@ def render_report(results_file: Path, out: Path | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    interrupts.install()
     try:
         from harness import plugins
 

@@ -11,6 +11,7 @@ from harness.cell_launcher import CellOutcome
 from harness.cell_plan import GpuContext
 from harness.cell_runs import check_reference_disk, evaluate, plan_cells
 from harness.config import RunConfig
+from core import interrupts
 from core.errors import UserError
 from harness.shared_inputs import check_calibration, prepare_windows
 from harness.lock import RunLock
@@ -179,6 +180,7 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         console.line(f"report not written here ({e}); render it elsewhere with `quantcompare report {out / 'results.json'}`")
     results["stages"] = clock.as_list()
     results["run"]["wall_s"] = round(time.time() - t_start, 1)
+    interrupts.check()  # an interrupted run never writes results that look complete
     # the record first: whatever happens while the page is drawn, results.json and results.csv exist
     write_json_atomic(out / "results.json", results)
     write_csv(out / "results.csv", results["rows"])

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import interrupts
 from harness import store
 from harness.host import this_host
 from core.errors import UserError
@@ -34,6 +35,7 @@ def build_variants(source, cfg, calibration: Path, artifacts_dir: Path, console,
         return build_on_ray(source, cfg, calibration, artifacts_dir, console, sensitivity, build_one, VariantOutcome)
     outcomes: dict[str, VariantOutcome] = {}
     for q in make_quantizers(cfg.variants, cfg.awq):
+        interrupts.check()
         outcomes[q.variant] = build_one(q, source, cfg, calibration, artifacts_dir, outcomes, console, sensitivity)
     return outcomes
 
@@ -80,6 +82,7 @@ def build_one(q, source, cfg, calibration: Path, artifacts_dir: Path, upstream: 
         raise
     except (QuantizerError, OSError, ValueError, RuntimeError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        interrupts.check()  # a failure caused by Ctrl-C is an interruption, not a failed build
         console.alarm(f"[{q.variant}] FAILED: {e}")
         return VariantOutcome(q.variant, None, None, error=str(e), wall_s=time.time() - t_variant)
     except BaseException:  # interrupted: nothing half-written stays behind

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from core import interrupts
 from core.registry import plugin_source_sha256
 
 MANIFEST = "manifest.json"
@@ -193,6 +194,7 @@ def run_tool(cmd: list[str], what: str, env: dict | None = None, cwd: Path | Non
         lines.append(pending.decode("utf-8", errors="replace").strip())
     rc = proc.wait()
     if rc != 0:
+        interrupts.check()  # the tool died of the Ctrl-C that reached its process group too
         full = " ".join(lines[-40:])
         short_write = re.search(r"\d+ requested and \d+ written", full)  # numpy's tofile on a full disk
         if short_write or any(m in full for m in ("No space left on device", "File too large", "Disk quota exceeded")):
