@@ -16,5 +16,6 @@ t default make compare OUT="$W/runs/default"
 t ladder make compare OUT="$W/runs/ladder" ARGS="--variants fp16,gguf-f16,gguf-q8_0,gguf-q4_k_m,gguf-q2_k,awq-int4"
 for r in default ladder; do
   mkdir -p $M/$r; cp "$W/runs/$r/results.json" "$W/runs/$r/report.html" "$W/runs/$r/run.log" $M/$r/
+  gzip -9f $M/$r/results.json
 done
 cat "$W/times.txt"
