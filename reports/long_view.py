@@ -46,7 +46,7 @@ def kld_by_position(results) -> bytes | None:
     ax.set_yscale("log")
     ax.set_xlim(0, lc["edges"][-1])
     _finish(ax, "position in the window (tokens)", "mean KLD vs fp16 (nats, log)", "KLD by position (blocks of positions)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)  # below: no curve hidden
     width = 0.8 / len(cells)
     for i, c in enumerate(cells):
         xs, ys, lo, hi = [], [], [], []
@@ -63,6 +63,7 @@ def kld_by_position(results) -> bytes | None:
     ax2.set_yscale("log")
     ax2.set_xticks(range(len(buckets)), [_label(b) for b in buckets])
     _finish(ax2, "positions", "mean KLD [95% CI] (nats, log)", "KLD per position bucket", grid_axis="y")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: no point hidden
     return _png(fig)
 
 
@@ -94,6 +95,7 @@ def retrieval_maps(results) -> bytes | None:
         ax.set_title(f"{c['variant']} × {c['runtime']}", fontsize=10)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    fig.subplots_adjust(hspace=0.45, wspace=0.3)  # a second row's panel titles clear the first row's axis labels
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), label="share retrieved", shrink=0.8)
     fig.suptitle("Planted facts retrieved (greedy answer exact), per window length × depth", y=1.03)
