@@ -31,7 +31,10 @@ CHILD = textwrap.dedent("""
 
 
 def _run(ignored: bool = False) -> tuple[int, str, str]:
-    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None
+    def pre() -> None:  # explicit either way: a test run started in the background inherits Ctrl-C ignored
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     p = subprocess.Popen([sys.executable, "-c", CHILD, "2" if ignored else "30"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, preexec_fn=pre)
     assert p.stdout.readline().strip() == "in finalizer"
