@@ -18,4 +18,5 @@ for r in default ladder; do
   mkdir -p $M/$r; cp "$W/runs/$r/results.json" "$W/runs/$r/report.html" "$W/runs/$r/run.log" $M/$r/
   gzip -9f $M/$r/results.json
 done
+bash measurements/scrub-paths.sh "$W" $M/*/run.log $M/*/results.json.gz
 cat "$W/times.txt"

@@ -32,4 +32,12 @@ if [[ " $PAIRS " == *" default "* ]]; then
 QC_STORE_DIR=$W/store-default-local t default-local make compare OUT="$W/runs/default-local"
 QC_STORE_DIR=$W/store-default-ray t default-ray make compare OUT="$W/runs/default-ray" ARGS="--executor ray"
 fi
+if [[ " $PAIRS " == *" sens "* && " $PAIRS " == *" two "* ]]; then  # archive the timing pairs (timings/compare.py)
+  T=$M/timings; mkdir -p $T; grep -v '^default' "$W/times.txt" > $T/times.txt
+  for s in local ray; do
+    cp "$W/runs/sens-$s/sensitivity.json" $T/sensitivity-$s.json; cp "$W/sens-$s.log" "$W/two-$s.log" $T/
+    for m in "$(basename "$SRC")" smollm2-135m-nudged; do gzip -9c "$W/runs/two-$s/$m/results.json" > $T/two-$s-$m.results.json.gz; done
+  done
+  bash measurements/scrub-paths.sh "$W" $T/*.log $T/*.json $T/*.gz
+fi
 cat "$W/times.txt"
