@@ -27,10 +27,6 @@ def install() -> None:
         signal.signal(signal.SIGINT, _handler)
 
 
-def interrupted() -> bool:
-    return _flag.is_set()
-
-
 def check() -> None:
     """Raise KeyboardInterrupt when Ctrl-C came earlier, even if the exception it raised then was swallowed."""
     if _flag.is_set():

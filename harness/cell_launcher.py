@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import interrupts, registry
+from core import registry
 from core.cellspec import CellSpec
 from core.paths import REPO_ROOT, die_with_parent
 from harness import store
@@ -234,7 +234,6 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
             raise
         _kill_group(proc)
         reader.join(timeout=10)
-    interrupts.check()
     wall = time.time() - t0
     if result_file.is_file():
         result = json.loads(result_file.read_text())

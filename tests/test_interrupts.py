@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.faults.helpers import as_foreground_job
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent("""
@@ -31,12 +33,10 @@ CHILD = textwrap.dedent("""
 
 
 def _run(ignored: bool = False) -> tuple[int, str, str]:
-    def pre() -> None:  # explicit either way: a test run started in the background inherits Ctrl-C ignored
-        signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-    p = subprocess.Popen([sys.executable, "-c", CHILD, "2" if ignored else "30"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=pre)
+    # explicit either way: a test run started in the background inherits Ctrl-C ignored
+    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else as_foreground_job
+    p = subprocess.Popen([sys.executable, "-c", CHILD, "2" if ignored else "30"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, preexec_fn=pre)
     assert p.stdout.readline().strip() == "in finalizer"
     os.kill(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=60)
