@@ -51,6 +51,10 @@ class RunOptions:
                                    "gguf-mix variants need it and turn it on)")
     plugins: tuple[str, ...] = opt((), "modules to import that register more runtimes or quantizers (comma-separated)",
                                    flag="--plugins", metavar="MODULES")
+    profile: str = opt("auto", "the counts to measure with: quick (a first look that decides what it shows; the CPU "
+                               "default), release (the counts every gate rule needs; the --device cuda default), auto "
+                               "(by device); any count given as an option or in a config file wins (core/profiles.py)",
+                       choices=("auto", "quick", "release"))
     executor: str = opt("local", "where builds and cells run: local (subprocesses of this host) or ray (tasks on a Ray "
                                  "cluster; `make setup-ray`)", choices=("local", "ray"))
     ray_address: str = opt("auto", "the Ray cluster to join (auto: the running one, else a local one is started)",

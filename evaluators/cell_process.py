@@ -166,10 +166,21 @@ def _generate(rt, spec: CellSpec) -> dict:
     return {"tokens": tokens, "seconds": time.perf_counter() - t1}
 
 
-def run(spec: CellSpec, fault: str | None = None) -> dict:
+def _load_identity(spec: CellSpec) -> tuple:
+    """What the loaded model depends on: a pair's measures that agree on it share one load."""
+    return (spec.runtime, spec.artifact, spec.format, json.dumps(spec.options, sort_keys=True), spec.threads,
+            spec.device, json.dumps(spec.parallel, sort_keys=True), spec.tokenizer_dir, spec.hf_config_dir, spec.seed)
+
+
+def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, object]:
+    """The spec's measures; `held` is (runtime, identity, n_ctx, its notes at load) of a model this process already loaded, reused
+    when the identity matches and the runtime can take the spec's context. Returns the result and what is held."""
     threads = spec.threads
-    rt = make_runtime(spec)
-    if fault == "nan":
+    reuse = held is not None and held[1] == _load_identity(spec) and fault is None and (
+        held[2] == spec.n_ctx or held[0].reopen(spec.n_ctx))
+    rt = held[0] if reuse else make_runtime(spec)
+    if reuse:
+        rt.notes[:] = held[3]  # as loaded: a note one measure added is not another's
         _nan_logits(rt)
     device = spec.device
     rank = int(os.environ.get("RANK", "0"))  # tensor-parallel cells: one process per GPU, rank 0 reports
@@ -178,9 +189,13 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
                           kernel_check_out=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"qc-rank{rank}-{os.getpid()}.npy"))
     vram = [GpuMemorySampler(i).start() for i in _cell_gpus()] if device != "cpu" and rank == 0 else []
     t0 = time.perf_counter()
-    rt.load(Path(spec.artifact), spec.format, threads, spec.n_ctx)
+    if not reuse:
+        if held is not None:
+            held[0].close()
+        rt.load(Path(spec.artifact), spec.format, threads, spec.n_ctx)
+    loaded_notes = list(rt.notes)
     result: dict = {"load_s": time.perf_counter() - t0, "threads": threads, "device": device,
-                    "role": spec.role}
+                    "role": spec.role, "model_reused": reuse}
     if spec.kernel_check_ids and rt.full_logits:
         progress("kernel check logits")
         out = Path(spec.kernel_check_out)
@@ -248,9 +263,9 @@ def run(spec: CellSpec, fault: str | None = None) -> dict:
         result["compile_seconds"] = rt.compile_seconds()
     result["versions"] = rt.versions()
     result["compute_dtype"] = rt.compute_dtype()
-    result["notes"] = rt.notes
+    result["notes"] = list(rt.notes)
     result["ok"] = True
-    return result
+    return result, (rt, _load_identity(spec), spec.n_ctx, loaded_notes)
 
 
 def _write(out_path: Path, result: dict) -> None:
@@ -262,9 +277,12 @@ def _write(out_path: Path, result: dict) -> None:
 def _injected_fault(spec: CellSpec) -> str | None:
     """The fault battery's hook (tests/faults): QC_FAULT_CELL="variant|runtime|kill" makes that cell die
     as the kernel's out-of-memory killer would end it; "raise" makes it crash with an exception; "nan" makes
-    its runtime return NaN logits (returned: run() applies it once the runtime exists)."""
+    its runtime return NaN logits (returned: run() applies it once the runtime exists). A fourth field names
+    the cell's kind (quality by default: tasks, long, instruct)."""
     want = os.environ.get("QC_FAULT_CELL", "").split("|")
-    if len(want) == 3 and want[:2] == [spec.variant, spec.runtime] and spec.kind == "quality":
+    if len(want) == 3:
+        want.append("quality")
+    if len(want) == 4 and want[:2] == [spec.variant, spec.runtime] and spec.kind == want[3]:
         if want[2] == "kill":
             os.kill(os.getpid(), 9)
         if want[2] == "nan":
@@ -286,19 +304,36 @@ def _nan_logits(rt) -> None:
 
 
 def main(argv: list[str]) -> int:
-    spec_path, out_path = Path(argv[1]), Path(argv[2])
-    spec = CellSpec.load(spec_path)
-    fault = _injected_fault(spec)
-    try:
-        result = run(spec, fault)
-    except Unsupported as e:
-        _write(out_path, {"ok": False, "unsupported": str(e)})
-        return 0
-    # Results first, teardown after: some engines (vLLM) may abort while shutting down.
-    if int(os.environ.get("RANK", "0")) == 0:
-        _write(out_path, result)
+    """SPEC.json RESULT.json, or --group SPEC RESULT SPEC RESULT ...: a pair's measures in turn, one model load."""
+    args = argv[2:] if argv[1] == "--group" else argv[1:3]
+    pairs = [(Path(args[i]), Path(args[i + 1])) for i in range(0, len(args), 2)]
+    held, failed = None, 0
+    for spec_path, out_path in pairs:
+        t0 = time.perf_counter()
+        spec = CellSpec.load(spec_path)
+        if os.environ.get("QC_TEST_GPU_CELLS_ON_CPU") == "1" and spec.device != "cpu":
+            # test switch: a cluster whose workers advertise GPUs they lack plans and places GPU cells, run here
+            spec = spec.with_(device="cpu")
+        try:
+            result, held = run(spec, _injected_fault(spec), held)
+        except Unsupported as e:
+            result = {"ok": False, "unsupported": str(e)}
+        except Exception:  # this measure failed (its traceback goes to the log); the pair's next one still runs
+            if len(pairs) == 1:
+                raise
+            import traceback
+
+            traceback.print_exc()
+            print(f"cell {spec.kind} of {spec.variant} × {spec.runtime} failed (above)", file=sys.stderr, flush=True)
+            failed += 1
+            held = None
+            continue
+        result["cell_seconds"] = time.perf_counter() - t0
+        # Results first, teardown after: some engines (vLLM) may abort while shutting down.
+        if int(os.environ.get("RANK", "0")) == 0:
+            _write(out_path, result)
     sys.stdout.flush()
-    os._exit(0)
+    os._exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

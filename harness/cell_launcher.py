@@ -63,6 +63,7 @@ class CellJob:
     spec: CellSpec
     key: str
     artifact_key: str = ""  # the artifact's cache key: a node of a cluster keys the cell again as it sees itself
+    host_bytes: int = 0  # host memory the cell is estimated to need (harness/ray_resources.host_bytes; a Ray task asks it)
 
     @property
     def kind(self) -> str:
@@ -178,10 +179,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
 NCCL_SAFE_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
-def launch_command(job: CellJob, spec_file: Path, result_file: Path, env: dict) -> list[str]:
-    """The cell's command line, and its environment's GPU settings: a cell sees only the GPUs it was given
-    (llama.cpp would otherwise spread over every visible one), and a tensor-parallel cell is one process
-    per GPU under torchrun (rank 0 writes the result)."""
+def launch_command(jobs: list[CellJob], files: list[tuple[Path, Path]], env: dict) -> list[str]:
+    """The command line of one process that runs `jobs` (one, or a pair's measures in turn on one loaded model), and
+    its environment's GPU settings: a cell sees only the GPUs it was given (llama.cpp would otherwise spread over
+    every visible one), and a tensor-parallel cell is one process per GPU under torchrun (rank 0 writes results)."""
+    job = jobs[0]
     py = cell_python(job.runtime)
     par = job.spec.parallel or {}
     n = int(par.get("gpus", 1))
@@ -189,21 +191,32 @@ def launch_command(job: CellJob, spec_file: Path, result_file: Path, env: dict) 
         visible = [x for x in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[:n] if visible else (str(i) for i in range(n)))
         env.update(NCCL_SAFE_ENV)
+    args = [str(x) for pair in files for x in pair]
+    if len(jobs) > 1:
+        args = ["--group", *args]
     if par.get("layout") == "tensor-parallel":  # (one process too: the same code path on a single GPU)
         return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-                "-m", "evaluators.cell_process", str(spec_file), str(result_file)]
-    return [py, "-m", "evaluators.cell_process", str(spec_file), str(result_file)]
+                "-m", "evaluators.cell_process", *args]
+    return [py, "-m", "evaluators.cell_process", *args]
 
 
 def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: int) -> CellOutcome:
+    return run_group([job], cells_dir, console, timeout_s, threads)[0]
+
+
+def run_group(jobs: list[CellJob], cells_dir: Path, console, timeout_s: float, threads: int) -> list[CellOutcome]:
+    """Jobs of one (variant, runtime) pair in one subprocess, in order, on one loaded model (the cell process loads it
+    again only where a job needs what the loaded one cannot give). Each job's result is its own, keyed and stored as
+    if it had run alone; a job the process did not finish (a crash, the out-of-memory killer, a time-out) fails with
+    the reason, and so do the ones after it that it took down."""
     cells_dir.mkdir(parents=True, exist_ok=True)
-    spec_file = cells_dir / f"{job.name}.spec.json"
-    result_file = cells_dir / f"{job.name}.result.json"
-    log_file = cells_dir / f"{job.name}.log"
-    job.spec.save(spec_file)
-    result_file.unlink(missing_ok=True)
+    files = [(cells_dir / f"{j.name}.spec.json", cells_dir / f"{j.name}.result.json") for j in jobs]
+    for j, (spec_file, result_file) in zip(jobs, files):
+        j.spec.save(spec_file)
+        result_file.unlink(missing_ok=True)
+    log_file = cells_dir / f"{jobs[0].name}.log"
     env = dict(os.environ)
-    if registry.runtime(job.runtime).passive_omp:
+    if registry.runtime(jobs[0].runtime).passive_omp:
         # torch and ggml in one process spin against each other (a runtime that needs active OpenMP threads,
         # llama.cpp, says so: core.registry.RuntimeInfo.passive_omp)
         env["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -213,8 +226,8 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
     })
-    cmd = launch_command(job, spec_file, result_file, env)
-    label = f"  [{job.variant} × {job.runtime}]"
+    cmd = launch_command(jobs, files, env)
+    label = f"  [{jobs[0].variant} × {jobs[0].runtime}]"
     t0 = time.time()
     with open(log_file, "w") as log:
         # Own session: engines that spawn workers (vLLM) are cleaned up with the whole group, and a
@@ -226,7 +239,7 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         reader = threading.Thread(target=_relay, args=(proc.stdout, console, label), daemon=True)
         reader.start()
         try:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=timeout_s * len(jobs))
         except subprocess.TimeoutExpired:
             pass
         except KeyboardInterrupt:
@@ -235,20 +248,35 @@ def run_cell(job: CellJob, cells_dir: Path, console, timeout_s: float, threads: 
         _kill_group(proc)
         reader.join(timeout=10)
     wall = time.time() - t0
-    if result_file.is_file():
-        result = json.loads(result_file.read_text())
-        doc = {"key": job.key, "wall_s": wall, "result": result, "measured_on": measured_on(job.spec)}
-        store.write_json(cells_dir / f"{job.name}.json", doc)
-        if result.get("ok") or result.get("unsupported"):
-            store.write_json(store.cell_file(job.key), doc)
-        result_file.unlink()
-        return CellOutcome(job.variant, job.runtime, bool(result.get("ok")), result, wall_s=wall, kind=job.kind,
-                           unsupported=result.get("unsupported"), measured_on=doc["measured_on"])
-    rc = proc.returncode
-    if wall > timeout_s:
-        why = f"timed out after {timeout_s:.0f} s"
-    elif rc is not None and rc < 0:
-        why = f"killed by signal {-rc}" + (" (out of memory?)" if -rc == 9 else "")
-    else:
-        why = f"exit code {rc}"
-    return CellOutcome(job.variant, job.runtime, False, error=f"{why}: {_tail(log_file)}", wall_s=wall, kind=job.kind)
+    results = []
+    for j, (_, result_file) in zip(jobs, files):
+        try:
+            results.append(json.loads(result_file.read_text()))
+            result_file.unlink()
+        except (OSError, ValueError):
+            results.append(None)
+    inside = sum(r.get("cell_seconds", 0.0) for r in results if r)
+    outcomes = []
+    for k, (j, result) in enumerate(zip(jobs, results)):
+        # each job's own time inside the process; the first also carries the process's start and end
+        jw = wall if len(jobs) == 1 else (result or {}).get("cell_seconds", 0.0) + (max(0.0, wall - inside) if k == 0 else 0.0)
+        if result is not None:
+            doc = {"key": j.key, "wall_s": jw, "result": result, "measured_on": measured_on(j.spec)}
+            store.write_json(cells_dir / f"{j.name}.json", doc)
+            if result.get("ok") or result.get("unsupported"):
+                store.write_json(store.cell_file(j.key), doc)
+            outcomes.append(CellOutcome(j.variant, j.runtime, bool(result.get("ok")), result, wall_s=jw, kind=j.kind,
+                                        unsupported=result.get("unsupported"), measured_on=doc["measured_on"],
+                                        error=result.get("error")))
+            continue
+        rc = proc.returncode
+        if wall > timeout_s * len(jobs):
+            why = f"timed out after {timeout_s * len(jobs):.0f} s"
+        elif rc is not None and rc < 0:
+            why = f"killed by signal {-rc}" + (" (out of memory?)" if -rc == 9 else "")
+        elif rc == 0:
+            why = "the cell process ended without this measure's result"
+        else:
+            why = f"exit code {rc}"
+        outcomes.append(CellOutcome(j.variant, j.runtime, False, error=f"{why}: {_tail(log_file)}", wall_s=jw, kind=j.kind))
+    return outcomes

@@ -28,16 +28,35 @@ def runtimes_for(fmt: str, enabled: tuple[str, ...], dequant: bool = False) -> l
 
 
 def _gpu_pool(cfg) -> list[int]:
-    """The GPUs a run may use (--gpus of the visible ones); a clear error when there are fewer."""
+    """The GPUs a run may use (--gpus of the visible ones, or of a Ray cluster's largest GPU node); a clear error
+    when there are fewer."""
     from core.errors import UserError
     from harness import gpu_plan
 
-    pool = gpu_plan.visible_gpus()
+    if getattr(cfg, "executor", "local") == "ray":  # planned from the cluster: the driver needs no GPU
+        from harness.ray_executor import connect
+        from harness.ray_resources import gpu_pool, offers
+
+        pool = gpu_pool(offers(connect(cfg, _PrintConsole())))
+        if not pool:
+            raise UserError("--device cuda asked for, but no node of the Ray cluster offers a GPU")
+    else:
+        pool = gpu_plan.visible_gpus()
     if not pool:
         raise UserError("--device cuda asked for, but nvidia-smi lists no GPU here")
     if cfg.eval.gpus and len(pool) < cfg.eval.gpus:
         raise UserError(f"--gpus {cfg.eval.gpus} asked for, but {len(pool)} GPU(s) are visible")
     return pool[: cfg.eval.gpus] if cfg.eval.gpus else pool
+
+
+class _PrintConsole:
+    """The terminal, for a cluster joined while planning (before the run's console has a log)."""
+
+    @staticmethod
+    def line(msg: str) -> None:
+        print(msg, flush=True)
+
+    alarm = progress = line
 
 
 def _kv_size(s) -> tuple[int, int]:

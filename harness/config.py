@@ -15,6 +15,7 @@ from typing import Any
 from core import registry
 from core.errors import UserError
 from core.options import as_plain, build
+from core.profiles import profile_layer, profile_name
 from core.settings import AwqRecipe, EvalSettings, RunOptions, TaskSettings
 
 SECTIONS = {"run": RunOptions, "eval": EvalSettings, "tasks": TaskSettings, "awq": AwqRecipe}
@@ -43,6 +44,7 @@ class RunConfig:
     sensitivity: bool = False  # measure tensor-group sensitivity first (harness/sensitivity.py)
     executor: str = "local"  # local | ray (harness/ray_executor.py)
     ray_address: str = "auto"
+    profile: str = "quick"  # the counts the run measures with (core/profiles.py)
 
     def options(self, runtime: str):
         """A runtime's options (its defaults when the run set none)."""
@@ -57,7 +59,7 @@ class RunConfig:
                          synthetic_weights=self.synthetic, tokenizer=self.tokenizer_dir, notes=self.notes,
                          build_only=self.build_only, trust_remote_code=self.trust_remote_code,
                          allow_pickle=self.allow_pickle, plugins=self.plugins, sensitivity=self.sensitivity,
-                         executor=self.executor, ray_address=self.ray_address)
+                         executor=self.executor, ray_address=self.ray_address, profile=self.profile)
         out = {"run": as_plain(run), "eval": as_plain(self.eval), "tasks": as_plain(self.tasks), "awq": as_plain(self.awq)}
         out["runtime"] = {r: as_plain(self.options(r)) for r in self.runtimes if registry.runtime(r).options}
         # "all windows" and "every document" are held as None but written as the 0 that asks for them:
@@ -144,6 +146,9 @@ def resolve(sections: dict[str, dict]) -> RunConfig:
     for sec in sections:
         if sec.startswith("runtime."):
             registry.runtime(sec[len("runtime."):])
+    device = str(sections.get("eval", {}).get("device", "cpu"))
+    profile = profile_name(sections.get("run", {}).get("profile"), device)
+    sections = merge(profile_layer(profile), sections)  # the profile's counts, under the file's and the flags'
     run = build(RunOptions, sections.get("run", {}), "run")
     ev = build(EvalSettings, sections.get("eval", {}), "eval")
     tasks = build(TaskSettings, sections.get("tasks", {}), "tasks")
@@ -188,5 +193,5 @@ def resolve(sections: dict[str, dict]) -> RunConfig:
                      synthetic=run.synthetic_weights, tokenizer_dir=run.tokenizer, notes=run.notes,
                      build_only=run.build_only, trust_remote_code=run.trust_remote_code, allow_pickle=run.allow_pickle,
                      plugins=run.plugins, sensitivity=run.sensitivity or any(v.startswith("gguf-mix") for v in variants),
-                     executor=run.executor, ray_address=run.ray_address)
+                     executor=run.executor, ray_address=run.ray_address, profile=profile)
 

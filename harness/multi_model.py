@@ -38,6 +38,10 @@ def run_models(cfg: RunConfig, models: list[str], run_one, console_for) -> int:
         except UserError as e:
             console.line(f"error: {e}")
             codes[c.model], errors[c.model] = e.exit_code, str(e)
+        except Exception as e:  # a bug or an unforeseen fault in one model's run: that model failed, the others go on
+            msg = f"internal error: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            console.alarm(f"error: {msg}")
+            codes[c.model], errors[c.model] = 1, msg
 
     if cfg.executor == "ray":
         # transformers' lazy module is not safe to import from two threads at once: import it here first
@@ -55,7 +59,8 @@ def run_models(cfg: RunConfig, models: list[str], run_one, console_for) -> int:
     write_json_atomic(cfg.out / "summary.json", doc)
     (cfg.out / "index.html").write_text(summary_html(doc))
     print(f"wrote {cfg.out / 'index.html'} and {cfg.out / 'summary.json'} ({len(configs)} models)")
-    return max(codes.values(), key=lambda x: (x == 2, x)) if codes else 2
+    # a model that left no exit code (its thread died in a way not caught above) failed
+    return max((codes.get(c.model, 1) for c in configs), key=lambda x: (x == 2, x)) if configs else 2
 
 
 def _verdicts(out: Path) -> tuple[str, dict]:

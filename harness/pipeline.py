@@ -55,6 +55,17 @@ def cached_bandwidth(threads: int, console, device: str = "cpu") -> dict | None:
     return bw
 
 
+def profile_line(prof: dict | None) -> str:
+    """The terminal's word on the profile: its name and the gate rules that cannot decide at its counts."""
+    if not prof:
+        return ""
+    rows = prof["decidability"]
+    cant = [f"{r['rule']} (±{r['half_width']:.3g} at {r['count']} {r['unit']}; needs {r['count_needed']})"
+            for r in rows if r["decides"] is False]
+    return (f"\nprofile {prof['name']}: {sum(r['decides'] is True for r in rows)} of {len(rows)} gate rules can decide "
+            f"at these counts" + ("; cannot: " + "; ".join(cant) if cant else "") + " (--profile release carries the counts)")
+
+
 def run_compare(cfg: RunConfig, console) -> int:
     t_start = time.time()
     clock = StageClock()
@@ -199,6 +210,7 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     for f in results["flags"]:
         (console.alarm if f["level"] in ("broken", "error") else console.line)(
             f"{f['level'].upper()}: {f['variant']}{' × ' + f['runtime'] if f['runtime'] else ''}: {f['message']}")
+    console.line(profile_line(results.get("profile")))
     console.line("\nstages:\n" + summary(results["stages"]))
     console.line(f"\nwrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.html'}, {out / 'run.log'} "
                  f"in {time.time() - t_start:.1f} s")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from harness import store
+from harness.ray_resources import node_label
 
 TASK_RETRIES = 2  # a task whose worker or node dies is run again, at most this often, wherever Ray finds room
 
@@ -77,18 +78,11 @@ def _connect(ray, cfg, console):
 
 def _shared_env() -> dict:
     """What every task must see as the driver does: the store, plugins, offline hub."""
-    keys = ("QC_STORE_DIR", "QC_PLUGINS", "QC_VENVS_DIR", "HF_HUB_OFFLINE", "HF_HOME", "QC_LLAMA_TOOLS")
+    keys = ("QC_STORE_DIR", "QC_PLUGINS", "QC_VENVS_DIR", "HF_HUB_OFFLINE", "HF_HOME", "QC_LLAMA_TOOLS",
+            "QC_FAKE_GPU_MEMORY_MB", "QC_TEST_GPU_CELLS_ON_CPU")  # the last two: test switches (harness/ray_resources.py)
     env = {k: os.environ[k] for k in keys if k in os.environ}
     env.setdefault("QC_STORE_DIR", str(store.store_dir()))
     return env
-
-
-def node_label(node: dict) -> str:
-    """A node's name: its custom resources (e.g. node_a) where it has some, else host/node-id."""
-    custom = sorted(k for k in node.get("Resources", {}) if k not in ("CPU", "GPU", "memory", "object_store_memory")
-                    and not k.startswith(("node:", "accelerator_type:")))
-    host = node.get("NodeManagerHostname", "?")
-    return ",".join(custom) if custom else f"{host}/{node['NodeID'][:8]}"
 
 
 def this_node() -> str:
@@ -143,13 +137,18 @@ def _relay(console, lines: list) -> None:
         (console.alarm if kind == "alarm" else console.line)(msg)
 
 
-def _cell_resources(job, cfg) -> dict:
+def _cell_resources(job, cfg, nodes) -> dict:
+    """What a cell asks of the cluster: the logical CPUs its --threads take, its GPUs, its host memory."""
+    from harness.ray_resources import HOST_BASE_BYTES, request, threads_per_core
+
     gpus = int((job.spec.parallel or {}).get("gpus", 1 if job.spec.device != "cpu" else 0))
-    return {"num_cpus": max(1, cfg.eval.threads) if job.spec.device == "cpu" else 1, "num_gpus": gpus}
+    return request(max(1, cfg.eval.threads) * threads_per_core(nodes), gpus, job.host_bytes or HOST_BASE_BYTES)
 
 
-def _run_job_task(run_job, job, cells_dir: str, cfg, ref_ok: bool):
-    """A cell on this node: its environment checked, keyed again as this node sees itself, then run_job."""
+def _run_job_task(run_job, job, cells_dir: str, cfg, reference=None):
+    """A cell on this node: its environment checked, keyed again as this node sees itself, then run_job. `reference`
+    is what the task that wrote the fp16 reference this cell reads returned (Ray starts this task once it exists);
+    a reference that failed leaves the cell without KLD, as on one host."""
     from harness import plugins
     from harness.cell_launcher import CellOutcome, cell_key, evaluator_code_hash
     from core import registry
@@ -165,41 +164,40 @@ def _run_job_task(run_job, job, cells_dir: str, cfg, ref_ok: bool):
         return CellOutcome(job.variant, job.runtime, False, error=msg, kind=job.kind, node=node), console.lines
     if job.artifact_key:
         job.key = cell_key(job.spec, job.artifact_key, evaluator_code_hash())
-    o = run_job(job, Path(cells_dir), cfg, console, ref_ok=ref_ok)
+    o = run_job(job, Path(cells_dir), cfg, console, ref_ok=reference is None or bool(reference[0].ok))
     o.node = node
     return o, console.lines
 
 
 def evaluate_on_ray(jobs: list, cells_dir: Path, cfg, console, run_job) -> list:
-    """Every job as a task; outcomes in the jobs' order, each reported as it finishes on whichever node. The cells
-    that read the fp16 reference are submitted once it has finished (ok or not: without it they measure PPL and
-    speed only, under a key of their own, as on one host)."""
+    """Every job as a task; outcomes in the jobs' order, each reported as it finishes on whichever node. A cell that
+    reads an fp16 reference (the windows' or the long windows') is handed the task that writes it, so Ray starts it
+    once that one has finished, ok or not (without it the cell measures PPL and speed only, under a key of its own,
+    as on one host); a cell never waits for a reference it does not read."""
     from harness.cell_launcher import CellOutcome
+
+    from harness.ray_resources import offers, refuse_unplaceable
 
     ray = connect(cfg, console)
     task = ray.remote(max_retries=TASK_RETRIES)(_run_job_task)
-
-    def submit(job, ref_ok=True):
-        return task.options(**_cell_resources(job, cfg), scheduling_strategy="SPREAD").remote(
-            run_job, job, str(cells_dir), cfg, ref_ok)
+    nodes = offers(ray)
+    asks = [_cell_resources(j, cfg, nodes) for j in jobs]
+    for j, req in zip(jobs, asks):  # before anything is submitted: Ray would wait forever for such a task
+        refuse_unplaceable(f"the {j.kind} cell {j.variant} × {j.runtime}", req, nodes)
 
     def failed(i, err):
         j = jobs[i]
         console.alarm(f"[eval] {j.variant} × {j.runtime} FAILED: {err}")
         return CellOutcome(j.variant, j.runtime, False, error=err, kind=j.kind)
 
-    reads_ref = [bool(j.spec.reference_dir and not j.spec.write_reference) for j in jobs]
+    writer = {j.spec.reference_dir: i for i, j in enumerate(jobs) if j.spec.write_reference}
     refs: list = [None] * len(jobs)
-    first = [i for i in range(len(jobs)) if not reads_ref[i]]
-    for i in first:
-        refs[i] = submit(jobs[i])
-    out = dict(zip(first, _gather(ray, [refs[i] for i in first], console, lambda k, e: failed(first[k], e))))
-    ref_ok = all(out[i].ok for i in first if jobs[i].spec.write_reference)
-    rest = [i for i in range(len(jobs)) if reads_ref[i]]
-    for i in rest:
-        refs[i] = submit(jobs[i], ref_ok)
-    out.update(zip(rest, _gather(ray, [refs[i] for i in rest], console, lambda k, e: failed(rest[k], e))))
-    return [out[i] for i in range(len(jobs))]
+    for i in sorted(range(len(jobs)), key=lambda i: not jobs[i].spec.write_reference):  # writers first
+        j = jobs[i]
+        w = writer.get(j.spec.reference_dir) if j.spec.reference_dir and not j.spec.write_reference else None
+        refs[i] = task.options(**asks[i], scheduling_strategy="SPREAD").remote(
+            run_job, j, str(cells_dir), cfg, refs[w] if w is not None else None)
+    return _gather(ray, refs, console, failed)
 
 
 def _gather(ray, refs: list, console, on_error) -> list:
@@ -253,15 +251,23 @@ def _build_task(build_one, q, source, cfg, calibration: str, artifacts_dir: str,
 def build_on_ray(source, cfg, calibration: Path, artifacts_dir: Path, console, sensitivity: Path | None,
                  build_one, VariantOutcome) -> dict:
     """Each variant as a task; one that `needs` others is handed their results, so Ray starts it once they exist."""
+    from harness.ray_resources import build_bytes, offers, refuse_unplaceable, request, threads_per_core
     from quantizers.registry import make_quantizers
 
     ray = connect(cfg, console)
     task = ray.remote(max_retries=TASK_RETRIES)(_build_task)
-    ref_of, refs, names = {}, [], []
-    for q in make_quantizers(cfg.variants, cfg.awq):
-        ups = [ref_of[n] for n in q.needs if n in ref_of]
+    nodes = offers(ray)
+    quantizers = make_quantizers(cfg.variants, cfg.awq)
+    asks = {}
+    for q in quantizers:  # every build is checked before any is submitted
         gpus = 1 if (cfg.awq.device != "cpu" and q.variant.startswith("awq")) else 0
-        r = task.options(num_cpus=max(1, cfg.eval.threads), num_gpus=gpus).remote(
+        asks[q.variant] = request(max(1, cfg.eval.threads) * threads_per_core(nodes), gpus,
+                                  build_bytes(int(getattr(source, "n_params", 0) or 0), q.variant, cfg.awq.device))
+        refuse_unplaceable(f"the build of {q.variant}", asks[q.variant], nodes)
+    ref_of, refs, names = {}, [], []
+    for q in quantizers:
+        ups = [ref_of[n] for n in q.needs if n in ref_of]
+        r = task.options(**asks[q.variant]).remote(
             build_one, q, source, cfg, str(calibration), str(artifacts_dir), str(sensitivity) if sensitivity else None, *ups)
         ref_of[q.variant] = r
         refs.append(r)

@@ -153,6 +153,17 @@ def window_statistics(evidence: dict, clusters) -> dict:
     return out
 
 
+def profile_doc(cfg) -> dict:
+    """The run's profile and, for each gate rule, whether its interval can decide at the run's counts
+    (harness/gate/resolution.py), against the default policy's limits where it names the rule."""
+    from core.profiles import SUMMARY
+    from harness.gate.preview import default_limits
+    from harness.gate.resolution import decidability
+
+    return {"name": cfg.profile, "summary": SUMMARY.get(cfg.profile, ""),
+            "decidability": decidability(cfg.as_sections(), default_limits())}
+
+
 def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], console, task_scores=None,
              task_cells=(), bandwidth: dict | None = None, generation: tuple = ((), {}), long: tuple = (None, ()),
              instruct: tuple = ((), {}, ())) -> dict:
@@ -261,8 +272,9 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "run": {
             "model_argument": cfg.model, "variants": list(cfg.variants), "eval": cfg.eval.as_dict(),
             "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
-            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
+            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(), "profile": cfg.profile,
         },
+        "profile": profile_doc(cfg),
         "config": cfg.as_sections(),  # `quantcompare compare --config results.json` repeats the run
         "variant_order": sorted(cfg.variants, key=registry.variant_order),
         "same_weights_variants": [v for v in same if v in cfg.variants],

@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from reports import instruct_view, long_view, plots
+from reports import instruct_view, long_view, plots, profile_view
 from reports.generation_view import generation_frame, viewer
 from reports.tables import (accuracy_frame, decode_detail_frame, kernel_check_frame, kld_detail_frame, serving_frame,
                             summary_frame)
@@ -169,6 +169,7 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
         parts.append("<div class='flag-warning'>PERFORMANCE ONLY: random weights of the model's shape; speed, memory and "
                      "kernel checks are measured, quality is not (see Notes).</div>")
     parts.append("<h2>Summary</h2>")
+    parts.append(profile_view.section(results))
     # two tables of the same rows, so that each fits a page's width: quality against fp16, then size, speed and
     # greedy generations (one table of every column ran past a 1400-pixel window)
     summary = summary_frame(results)

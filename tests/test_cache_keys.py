@@ -124,8 +124,9 @@ def test_a_cell_run_without_its_fp16_reference_is_stored_under_a_key_of_its_own(
                                                        reference_dir="/r"), "kdep")
     ran = []
     monkeypatch.setattr(cell_runs, "load_cached", lambda cells_dir, job: None)
-    monkeypatch.setattr(cell_runs, "run_cell", lambda job, *a: ran.append((job.variant, job.key)) or CellOutcome(
-        job.variant, job.runtime, ok=job.variant != "fp16", error=None if job.variant != "fp16" else "crashed"))
+    monkeypatch.setattr(cell_runs, "run_group", lambda jobs, *a: [ran.append((job.variant, job.key)) or CellOutcome(
+        job.variant, job.runtime, ok=job.variant != "fp16", error=None if job.variant != "fp16" else "crashed")
+        for job in jobs])
     cfg = SimpleNamespace(force=False, eval=SimpleNamespace(threads=1))
     cell_runs.evaluate([ref, dep], tmp_path, cfg, SimpleNamespace(line=lambda *a: None, alarm=lambda *a: None))
     assert dep.spec.reference_dir is None

@@ -59,3 +59,36 @@ def test_the_local_executor_never_imports_ray():
             "harness.multi_model; assert 'ray' not in sys.modules, 'ray imported'")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-1000:]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_model_whose_run_crashes_fails_the_invocation_and_the_others_go_on(tmp_path, executor):
+    from dataclasses import replace
+
+    from harness.multi_model import run_models
+
+    cfg = replace(resolve({"run": {"out": str(tmp_path)}}), executor=executor)
+    ran = []
+
+    class _Console:
+        def __init__(self):
+            self.lines = []
+
+        def line(self, msg):
+            self.lines.append(msg)
+
+        alarm = line
+
+    def run_one(c, console):
+        ran.append(c.model)
+        if c.model == "broken":
+            raise RuntimeError("a bug in one model's run")
+        return 0
+
+    code = run_models(cfg, ["broken", "fine"], run_one, lambda c: _Console())
+    assert code == 1 and sorted(ran) == ["broken", "fine"]
+    import json
+
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    by = {m["model"]: m for m in doc["models"]}
+    assert by["broken"]["exit_code"] == 1 and "RuntimeError" in by["broken"]["error"] and by["fine"]["exit_code"] == 0

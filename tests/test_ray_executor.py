@@ -176,6 +176,26 @@ def test_ray_sensitivity_sweep_split_across_workers(cluster, tiny_llama, tmp_pat
     assert hosts >= {"node_a", "node_b"}, hosts
 
 
+@pytest.mark.slow
+def test_a_failed_long_reference_takes_kld_from_the_long_cells_only_on_both_executors(cluster, tiny_llama, tmp_path):
+    """The fp16 long-window cell (which writes the long reference) crashes: every cell still has its window KLD, only
+    the long cells lose theirs, and Ray agrees with one host (each cell waits for the reference it reads)."""
+    docs = {}
+    for name, extra in (("local", []), ("ray", on_ray(cluster))):
+        env = dict(_env(tmp_path / f"store-{name}"), QC_FAULT_CELL="fp16|transformers|raise|long")
+        p = subprocess.run(_cmd(tiny_llama, tmp_path / name, "--variants", "fp16,gguf-f16", "--instructions", "0", *extra),
+                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+        assert p.returncode in (0, 1) and "Traceback" not in p.stderr, p.stdout[-3000:] + p.stderr[-3000:]
+        docs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    for doc in docs.values():
+        rows = _rows(doc)
+        assert ("gguf-f16", "llama.cpp", "kld_mean") in rows  # the window reference was written
+        assert not [k for k in rows if k[0] == "gguf-f16" and k[2].startswith("long_kld")], sorted(rows)
+    a, b = _rows(docs["ray"]), _rows(docs["local"])
+    assert set(a) == set(b)
+    assert all(TIMED.search(k[2]) for k in a if a[k] != b[k])
+
+
 def test_commit_dir_first_complete_entry_wins(tmp_path):
     """Two builders of one entry: the second sees the first's complete entry and drops its own; nothing partial stays."""
     folder = tmp_path / "gguf-f16-abc"

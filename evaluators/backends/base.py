@@ -66,6 +66,10 @@ class Runtime(ABC):
     def load(self, artifact: Path, fmt: str, threads: int, n_ctx: int) -> None:
         """Load the model for scoring windows of n_ctx tokens."""
 
+    def reopen(self, n_ctx: int) -> bool:
+        """Serve windows of n_ctx tokens from the model already loaded (a pair's next measure); False: load anew."""
+        return False
+
     def logits(self, ids: np.ndarray, keep_from: int = 0) -> np.ndarray:
         """float32 logits [len(ids) - keep_from, vocab] of positions keep_from .. len(ids)-1 of one
         sequence (fresh context). Runtimes compute no logits before keep_from (as llama-perplexity

@@ -130,6 +130,9 @@ class TransformersRuntime(TorchDecodeMixin):
         self.notes.append(f"tensor parallel over {world} processes (transformers tp_plan='auto', torch.distributed "
                           f"{backend})")
 
+    def reopen(self, n_ctx: int) -> bool:
+        return True  # the eager model takes any length; n_ctx sizes nothing here
+
     def versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("torch", "transformers")}
 
