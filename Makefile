@@ -29,10 +29,16 @@ VLLM_RUNTIMES := transformers,llama.cpp,vllm
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: installs-in-order setup setup-llmcompressor setup-vllm setup-ray tools bench coverage compare gate test test-fast faults clean distclean
+.PHONY: installs-in-order setup setup-pips setup-llmcompressor setup-vllm setup-ray tools bench coverage compare gate test test-fast faults clean distclean
 
-# What the default run needs; llm-compressor, vLLM and llama.cpp's tools are made on first use.
-setup: $(MAIN_STAMP) $(LLAMA_LIBS_STAMP) $(AWQ_STAMP)
+# What the default run needs; llm-compressor and vLLM are made on first use. Two lanes at once, as `make test` does:
+# llama.cpp's compile (CPU) beside the pip installs (network and disk), then its libraries into llama-cpp-python.
+setup:
+	@$(MAKE) --no-print-directory $(LLAMA_SRC)/convert_hf_to_gguf.py
+	@$(MAKE) --no-print-directory -j2 tools setup-pips
+	@$(MAKE) --no-print-directory $(MAIN_STAMP) $(LLAMA_LIBS_STAMP) $(AWQ_STAMP)
+setup-pips:
+	@MAKEFLAGS= $(MAKE) --no-print-directory $(MAIN_STAMP) $(AWQ_STAMP)
 # Each stamp records the seconds its install took (results.json's stage table shows them).
 STAMP_START = mkdir -p $(@D) && date +%s > $@.start
 STAMP_DONE = echo $$(( $$(date +%s) - $$(cat $@.start) )) > $@ && rm -f $@.start

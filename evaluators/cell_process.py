@@ -181,6 +181,7 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
     rt = held[0] if reuse else make_runtime(spec)
     if reuse:
         rt.notes[:] = held[3]  # as loaded: a note one measure added is not another's
+    if fault == "nan":
         _nan_logits(rt)
     device = spec.device
     rank = int(os.environ.get("RANK", "0"))  # tensor-parallel cells: one process per GPU, rank 0 reports
@@ -265,7 +266,8 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
     result["compute_dtype"] = rt.compute_dtype()
     result["notes"] = list(rt.notes)
     result["ok"] = True
-    return result, (rt, _load_identity(spec), spec.n_ctx, loaded_notes)
+    # a runtime the fault battery altered (NaN logits) serves no other measure
+    return result, (rt, _load_identity(spec), spec.n_ctx, loaded_notes) if fault is None else None
 
 
 def _write(out_path: Path, result: dict) -> None:

@@ -47,10 +47,11 @@ class CellOutcome:
     unsupported: str | None = None  # the runtime cannot read this artifact here, and why
     measured_on: dict | None = None  # the machine that measured it (harness.cell_launcher.measured_on)
     node: str | None = None  # the cluster node that ran or fetched it (--executor ray)
+    key: str | None = None  # the cell's key in the store (harness/cell_launcher.cell_key)
 
     def doc(self) -> dict:
-        """What results.json records of every cell, whatever its kind: who, status, reuse, time, where."""
-        return {"variant": self.variant, "runtime": self.runtime,
+        """What results.json records of every cell, whatever its kind: who, status, reuse, time, where, its key."""
+        return {"variant": self.variant, "runtime": self.runtime, "key": self.key,
                 "status": "ok" if self.ok else "unsupported" if self.unsupported else "failed",
                 "cached": self.cached, "wall_s": round(self.wall_s, 2), "error": self.error or self.unsupported,
                 "measured_on": self.measured_on, "measured_here": measured_here(self.measured_on)}
@@ -144,7 +145,7 @@ def load_cached(cells_dir: Path, job: CellJob) -> CellOutcome | None:
     cells_dir.mkdir(parents=True, exist_ok=True)
     store.write_json(cells_dir / f"{job.name}.json", data)
     return CellOutcome(job.variant, job.runtime, bool(res.get("ok")), res, cached=True, wall_s=data.get("wall_s", 0.0),
-                       kind=job.kind, unsupported=res.get("unsupported"), measured_on=data.get("measured_on"))
+                       kind=job.kind, unsupported=res.get("unsupported"), measured_on=data.get("measured_on"), key=job.key)
 
 
 def _tail(path: Path, n: int = 3) -> str:
@@ -267,7 +268,7 @@ def run_group(jobs: list[CellJob], cells_dir: Path, console, timeout_s: float, t
                 store.write_json(store.cell_file(j.key), doc)
             outcomes.append(CellOutcome(j.variant, j.runtime, bool(result.get("ok")), result, wall_s=jw, kind=j.kind,
                                         unsupported=result.get("unsupported"), measured_on=doc["measured_on"],
-                                        error=result.get("error")))
+                                        error=result.get("error"), key=j.key))
             continue
         rc = proc.returncode
         if wall > timeout_s * len(jobs):
@@ -278,5 +279,6 @@ def run_group(jobs: list[CellJob], cells_dir: Path, console, timeout_s: float, t
             why = "the cell process ended without this measure's result"
         else:
             why = f"exit code {rc}"
-        outcomes.append(CellOutcome(j.variant, j.runtime, False, error=f"{why}: {_tail(log_file)}", wall_s=jw, kind=j.kind))
+        outcomes.append(CellOutcome(j.variant, j.runtime, False, error=f"{why}: {_tail(log_file)}", wall_s=jw, kind=j.kind,
+                                    key=j.key))
     return outcomes

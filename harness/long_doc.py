@@ -21,6 +21,7 @@ def section(prepared, long_cells) -> dict | None:
             r = c.result["long"]
             if r.get("nonfinite_positions"):
                 d["status"], d["error"] = "failed", f"{r['nonfinite_positions']} positions with non-finite logits"
+                d["nonfinite_positions"] = int(r["nonfinite_positions"])
             d.update({"n_ctx": r["n_ctx"], "seconds": r["seconds"], "tokens": r["tokens"],
                       "nll_per_position": r["nll_per_position"], "kld_per_position": r["kld_per_position"],
                       "needle_hits": r["needle_hits"], "needle_answers": r["needle_answers"]})
@@ -35,12 +36,15 @@ def _evidence(cell_docs: list[dict], long: dict) -> dict:
 
 
 def flags(cell_docs: list[dict], long: dict | None) -> list[Flag]:
-    """BROKEN where a cell's late-position KLD rises above its early KLD by more than its interval allows and by
+    """BROKEN where a cell's long windows gave non-finite logits, and where a cell's late-position KLD rises above its early KLD by more than its interval allows and by
     more than the early KLD itself and LM.RISE_FLOOR_NATS (a lost RoPE scaling: positions past the original context
     lose their meaning; quantization noise alone leaves the two buckets alike)."""
     if not long:
         return []
-    out = []
+    out = [Flag("broken", d["variant"], d["runtime"],
+                f"BROKEN: its logits are not finite (NaN or Inf) at {d['nonfinite_positions']:,} of "
+                f"{d.get('tokens', 0) - len(d.get('nll_per_position') or []):,} positions of the long windows")
+           for d in long["cells"] if d.get("nonfinite_positions")]
     evidence = _evidence(cell_docs, long)
     for (v, rt), cell in evidence.items():
         if cell.long_kld is None:

@@ -79,7 +79,8 @@ def _connect(ray, cfg, console):
 def _shared_env() -> dict:
     """What every task must see as the driver does: the store, plugins, offline hub."""
     keys = ("QC_STORE_DIR", "QC_PLUGINS", "QC_VENVS_DIR", "HF_HUB_OFFLINE", "HF_HOME", "QC_LLAMA_TOOLS",
-            "QC_FAKE_GPU_MEMORY_MB", "QC_TEST_GPU_CELLS_ON_CPU")  # the last two: test switches (harness/ray_resources.py)
+            # test switches: a cluster's fake GPUs (harness/ray_resources.py) and the fault battery's hook
+            "QC_FAKE_GPU_MEMORY_MB", "QC_TEST_GPU_CELLS_ON_CPU", "QC_FAULT_CELL")
     env = {k: os.environ[k] for k in keys if k in os.environ}
     env.setdefault("QC_STORE_DIR", str(store.store_dir()))
     return env

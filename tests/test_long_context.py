@@ -155,6 +155,32 @@ def test_the_long_window_check_flags_a_late_rise_only():
     assert "RoPE" in flags[0].message
 
 
+def test_non_finite_long_windows_are_broken_loudly():
+    """A long cell whose logits were NaN is BROKEN, in the flags that the terminal, results.json and the report show
+    (it once failed quietly: the run exited 0 with every long cell of transformers 'failed')."""
+    from harness import long_doc
+    from harness.variant_flags import Flag
+
+    class _Cell:
+        variant, runtime, ok = "awq-int4", "transformers", True
+        result = {"long": {"nonfinite_positions": 1000, "n_ctx": 1024, "seconds": 1.0, "tokens": 1026,
+                           "nll_per_position": [[0.0] * 1023, [0.0] * 1], "kld_per_position": None,
+                           "needle_hits": [], "needle_answers": []}}
+
+        def doc(self):
+            return {"variant": self.variant, "runtime": self.runtime, "status": "ok"}
+
+    class _Prepared:
+        probes = type("P", (), {"info": {}, "needles": []})()
+        n_ctx, sha256 = 1024, "x"
+
+    sec = long_doc.section(_Prepared(), [_Cell()])
+    assert sec["cells"][0]["status"] == "failed"
+    flags = long_doc.flags([], sec)
+    assert flags == [Flag("broken", "awq-int4", "transformers", flags[0].message)]
+    assert "1,000 of 1,024 positions" in flags[0].message
+
+
 # -- end to end: the RoPE-scaling trap -------------------------------------------------------------------
 
 ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
