@@ -141,23 +141,29 @@ def calibration_texts(calib_file: Path) -> list[str]:
     return out
 
 
-OVERLAP_MIN_CHARS = 80  # a calibration passage this long found verbatim in the evaluation text is an overlap
+OVERLAP_NGRAM = 13  # words: the contamination unit of GPT-3's and lm-eval's decontamination checks
 
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
+def _words(text: str) -> list[str]:
+    """Lowercased words without punctuation (WikiText's " @-@ " and " , " spacing aside)."""
+    import re
+
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _ngrams(words: list[str], n: int = OVERLAP_NGRAM):
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
 def calibration_overlap(texts: list[str], eval_text: str) -> list[str]:
-    """Calibration passages (of OVERLAP_MIN_CHARS or more) whose opening appears verbatim, whitespace aside,
-    in the evaluation text."""
-    body = _squash(eval_text)
-    out = []
-    for t in texts:
-        t = _squash(t)
-        if len(t) >= OVERLAP_MIN_CHARS and t[:160] in body:
-            out.append(t)
-    return out
+    """Calibration passages that share a run of OVERLAP_NGRAM words with the evaluation text, wherever in the
+    passage (a test paragraph behind a prefix too), as lm-eval's decontamination counts an overlap."""
+    scored = _ngrams(_words(eval_text))
+    return [_squash(t) for t in texts if not _ngrams(_words(t)).isdisjoint(scored)]
 
 
 def uses_calibration(cfg) -> bool:
