@@ -64,15 +64,20 @@ def run_models(cfg: RunConfig, models: list[str], run_one, console_for) -> int:
 
 
 def _verdicts(out: Path) -> tuple[str, dict]:
-    """(where the verdicts come from, variant -> verdict) for one model's run folder."""
-    try:
-        v = json.loads((out / "verdict.json").read_text())
-        return "gate", {k: d.upper() for k, d in v.get("variants", {}).items()}
-    except (OSError, ValueError):
-        pass
+    """(where the verdicts come from, variant -> verdict) for one model's run folder. A gate's verdict counts only
+    for the results it read: one older than the results.json beside it (a compare run again, the gate not) gives
+    way to the default policy's preview of the new results."""
     try:
         results = json.loads((out / "results.json").read_text())
     except (OSError, ValueError):
+        results = None
+    try:
+        v = json.loads((out / "verdict.json").read_text())
+        if results is None or (v.get("results") or {}).get("created_at") == results.get("created_at"):
+            return "gate", {k: d.upper() for k, d in v.get("variants", {}).items()}
+    except (OSError, ValueError):
+        pass
+    if results is None:
         return "none", {}
     from harness.gate.preview import default_ship
 

@@ -71,8 +71,20 @@ def partial_name(folder: Path, what: str = "partial") -> Path:
     return folder.with_name(f".{folder.name}.{what}-{_writer()}-{uuid.uuid4().hex[:8]}")
 
 
+STALE_PARTIAL_S = 24 * 3600  # another host's partial entry untouched this long has no live writer
+
+
+def _last_touched(path: Path) -> float:
+    """The newest modification time of a partial entry or anything in it."""
+    try:
+        return max([path.stat().st_mtime] + [f.stat().st_mtime for f in path.rglob("*")])
+    except OSError:
+        return time.time()
+
+
 def remove_stale_partials(folder: Path) -> None:
-    """Partial entries left by killed builders of this host (another node's may still be in progress)."""
+    """Partial entries left by killed builders: this host's whose process is gone, and another host's (a node that
+    died, whose processes this host cannot see) untouched for STALE_PARTIAL_S."""
     from harness.lock import _alive
 
     host = socket.gethostname()
@@ -81,7 +93,8 @@ def remove_stale_partials(folder: Path) -> None:
         # .partial-<pid> (older runs) or .partial-<host>-<pid>-<nonce>
         pid = parts[0] if len(parts) == 1 else parts[-2]
         owner = host if len(parts) == 1 else "-".join(parts[:-2])
-        if owner == host and pid.isdigit() and not _alive(int(pid)):
+        mine_and_dead = owner == host and pid.isdigit() and not _alive(int(pid))
+        if mine_and_dead or (owner != host and time.time() - _last_touched(stale) > STALE_PARTIAL_S):
             shutil.rmtree(stale, ignore_errors=True)
 
 
