@@ -14,6 +14,7 @@ LLMC_STAMP := .venvs/llmcompressor/.installed
 VLLM_STAMP := .venvs/vllm/.installed
 TOOLS_DIR := .cache/llama.cpp-build
 TOOLS_STAMP := $(TOOLS_DIR)/.built
+LIBS_STAMP := $(TOOLS_DIR)/.libs-built
 LLAMA_LIBS_STAMP := $(VENV)/.llama-libs
 RAY_STAMP := $(VENV)/.ray-installed
 PIP_FLAGS ?= --disable-pip-version-check
@@ -31,11 +32,12 @@ PYTEST_ARGS ?=
 
 .PHONY: installs-in-order setup setup-pips setup-llmcompressor setup-vllm setup-ray tools bench coverage compare gate test test-fast faults clean distclean
 
-# What the default run needs; llm-compressor and vLLM are made on first use. Two lanes at once, as `make test` does:
-# llama.cpp's compile (CPU) beside the pip installs (network and disk), then its libraries into llama-cpp-python.
+# What the default run needs; llm-compressor, vLLM and llama.cpp's tools are made on first use. Two lanes at once, as
+# `make test` does: llama.cpp's libraries compiled (CPU) beside the pip installs (network and disk), then copied
+# into llama-cpp-python.
 setup:
 	@$(MAKE) --no-print-directory $(LLAMA_SRC)/convert_hf_to_gguf.py
-	@$(MAKE) --no-print-directory -j2 tools setup-pips
+	@$(MAKE) --no-print-directory -j2 $(LIBS_STAMP) setup-pips
 	@$(MAKE) --no-print-directory $(MAIN_STAMP) $(LLAMA_LIBS_STAMP) $(AWQ_STAMP)
 setup-pips:
 	@MAKEFLAGS= $(MAKE) --no-print-directory $(MAIN_STAMP) $(AWQ_STAMP)
@@ -63,8 +65,8 @@ $(MAIN_STAMP): requirements/main.txt pyproject.toml $(LLAMA_SRC)/convert_hf_to_g
 	$(STAMP_DONE)
 
 # The shared libraries of the tools build, copied into llama-cpp-python's lib folder (where it loads them).
-$(LLAMA_LIBS_STAMP): $(MAIN_STAMP) $(TOOLS_STAMP)
-	test -e $(TOOLS_DIR)/bin/libllama.so || { rm -f $(TOOLS_STAMP) && $(MAKE) --no-print-directory tools; }
+$(LLAMA_LIBS_STAMP): $(MAIN_STAMP) $(LIBS_STAMP)
+	test -e $(TOOLS_DIR)/bin/libllama.so || { rm -f $(LIBS_STAMP) && $(MAKE) --no-print-directory $(LIBS_STAMP); }
 	dest=$$($(BIN)/python -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llama_cpp').origin).parent / 'lib')") && \
 		mkdir -p "$$dest" && cp -P $(TOOLS_DIR)/bin/libllama.so* $(TOOLS_DIR)/bin/libggml*.so* "$$dest"/
 	$(BIN)/python -c "import llama_cpp; llama_cpp.llama_backend_init()"
@@ -104,12 +106,20 @@ $(VLLM_STAMP): requirements/vllm.txt
 # from the very source llama-cpp-python vendors (the reference that `make bench` measures the harness against),
 # with llama-cpp-python's own build settings (Release, native ggml, shared libraries).
 LLAMA_TOOLS := llama-perplexity llama-bench llama-imatrix llama-quantize
+LLAMA_CONFIGURE = cmake -S $(LLAMA_SRC) -B $(TOOLS_DIR) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON > $(TOOLS_DIR).cmake.log
 tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
 	mkdir -p $(TOOLS_DIR) && $(STAMP_START)
-	cmake -S $(LLAMA_SRC) -B $(TOOLS_DIR) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON > $(TOOLS_DIR).cmake.log
+	$(LLAMA_CONFIGURE)
 	cmake --build $(TOOLS_DIR) --config Release -j $$(nproc) --target llama $(LLAMA_TOOLS)
+	$(STAMP_DONE)
+# the libraries alone (what the default run needs): the tools' own code (llama-common) is compiled when a tool is
+# first needed (an importance matrix, `make bench`), in the same build folder
+$(LIBS_STAMP): $(LLAMA_SRC)/convert_hf_to_gguf.py
+	mkdir -p $(TOOLS_DIR) && $(STAMP_START)
+	$(LLAMA_CONFIGURE)
+	cmake --build $(TOOLS_DIR) --config Release -j $$(nproc) --target llama
 	$(STAMP_DONE)
 
 installs-in-order:

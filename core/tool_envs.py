@@ -29,6 +29,8 @@ ENVIRONMENTS = {
                              "install .venvs/llmcompressor"),
     "vllm": ToolEnv("vllm", "setup-vllm", VENVS_DIR / "vllm" / ".installed", "install .venvs/vllm"),
     "ray": ToolEnv("ray", "setup-ray", REPO_ROOT / ".venv" / ".ray-installed", "install Ray into .venv (--executor ray)"),
+    "llama-libs": ToolEnv("llama-libs", "setup", REPO_ROOT / ".cache" / "llama.cpp-build" / ".libs-built",
+                          "build llama.cpp libraries (libllama, libggml)"),
     "llama-tools": ToolEnv("llama-tools", "tools", REPO_ROOT / ".cache" / "llama.cpp-build" / ".built",
                            "build llama.cpp tools"),
 }
