@@ -40,6 +40,9 @@ class Quantity:
     # data returns one tuple of arrays per stratum, each resampled on its own (never empty), and summary takes
     # ([weights per stratum], [arrays per stratum]): a difference between two groups of units
     strata: bool = False
+    # descriptive only: a figure with no interval (a bootstrap's upper bound never passes the observed maximum, and
+    # p99.9 rests on a few tokens); reported as a value, never a rule (harness/gate/policy.DESCRIPTIVE_ONLY)
+    descriptive: bool = False
 
 
 def _need(x, what: str, cell: CellEvidence):
@@ -102,8 +105,9 @@ KLD_MEAN = Quantity("kld_mean", "mean KLD vs fp16 (nats)", "nats", W, _kld_mean,
 KLD_MEDIAN = Quantity("kld_median", "median KLD (nats)", "nats", W, _kld_tokens, _pct(50), percentile=50)
 KLD_P90 = Quantity("kld_p90", "KLD p90 (nats)", "nats", W, _kld_tokens, _pct(90), percentile=90)
 KLD_P99 = Quantity("kld_p99", "KLD p99 (nats)", "nats", W, _kld_tokens, _pct(99), percentile=99)
-KLD_P999 = Quantity("kld_p999", "KLD p99.9 (nats)", "nats", W, _kld_tokens, _pct(99.9), percentile=99.9)
-KLD_MAX = Quantity("kld_max", "KLD max (nats)", "nats", W, _kld_tokens, _pct(100), percentile=100)
+KLD_P999 = Quantity("kld_p999", "KLD p99.9 (nats)", "nats", W, _kld_tokens, _pct(99.9), percentile=99.9,
+                    descriptive=True)
+KLD_MAX = Quantity("kld_max", "KLD max (nats)", "nats", W, _kld_tokens, _pct(100), percentile=100, descriptive=True)
 TOP1 = Quantity("top1_agreement", "same top token as fp16", "fraction", W, _top1, lambda w, xs: wmean(xs[0], w),
                 higher_is_worse=False)
 DELTA_P_MEAN = Quantity("delta_p_mean", "mean Δp (p of the next token minus fp16's)", "fraction", W, _delta_p,

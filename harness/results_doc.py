@@ -80,9 +80,11 @@ def quality_rows(evidence: dict, clusters, boot=metrics.BOOTSTRAP) -> list[Row]:
     for (v, rt), cell in evidence.items():
         if cell.status not in ("ok", "broken"):
             continue
-        for metric, e in metrics.estimate_all(cell, ref, clusters, boot,
-                                              quantities=metrics.WINDOW_QUANTITIES + GEN_QUANTITIES + extra).items():
-            rows.append(_row(v, rt, metric, e))
+        quantities = metrics.WINDOW_QUANTITIES + GEN_QUANTITIES + extra
+        descriptive = {q.metric for q in quantities if q.descriptive}
+        for metric, e in metrics.estimate_all(cell, ref, clusters, boot, quantities=quantities).items():
+            # a descriptive figure is printed as it is, with no interval (KLD p99.9 and max)
+            rows.append(Row(v, rt, metric, e.value) if metric in descriptive else _row(v, rt, metric, e))
     return rows
 
 

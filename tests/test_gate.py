@@ -230,3 +230,22 @@ def test_the_report_beside_a_verdict_prints_the_verdicts_intervals(tmp_path):
     frame = summary_frame(seen["results"])
     cell = frame[(frame.variant == "gguf-q4_k_m") & (frame.runtime == "llama.cpp")].iloc[0]["ΔPPL vs fp16 [paired CI]"]
     assert re.sub(r"<[^>]+>", "", cell) in html
+
+
+def test_kld_max_and_p999_are_printed_without_an_interval():
+    """Descriptive only (issue 37): the report printed "1.85 [1.85, 1.85]" for the maximum; now a bare value, while
+    p99 keeps its interval."""
+    from harness.evidence import clusters, collect
+    from harness.results_doc import quality_rows
+    from reports.tables import kld_detail_frame
+
+    r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.05, "kld": 0.05}})
+    rows = {x.metric: x for x in quality_rows(collect(r), clusters(r)) if x.variant == "gguf-q4_k_m"}
+    for m in ("kld_max", "kld_p999"):
+        assert rows[m].value > 0 and rows[m].ci_low is None and rows[m].ci_high is None
+    assert rows["kld_p99"].ci_low is not None and rows["kld_p99"].ci_low < rows["kld_p99"].ci_high
+    r["rows"] = [x.as_dict() for x in rows.values()] + r["rows"]
+    frame = kld_detail_frame(r)
+    if frame is not None:
+        text = frame.to_string()
+        assert f"{rows['kld_max'].value:.2f} [" not in text
