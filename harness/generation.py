@@ -99,10 +99,15 @@ def distinct2(c: Continuation) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def identical_after(divergence: np.ndarray, t: int) -> np.ndarray:
+    """Per prompt: 1.0 while its continuation is still fp16's after t tokens (it first differs at t or later)."""
+    return (np.asarray(divergence) >= t).astype(np.float64)
+
+
 def survival(divergence: np.ndarray, n_new: int) -> np.ndarray:
-    """Share of prompts still identical to fp16 after t tokens, t = 0..n_new."""
+    """Share of prompts still identical to fp16 after t tokens, t = 0..n_new: the mean of identical_after."""
     d = np.asarray(divergence)
-    return np.array([(d >= t).mean() if len(d) else np.nan for t in range(n_new + 1)])
+    return np.array([identical_after(d, t).mean() if len(d) else np.nan for t in range(n_new + 1)])
 
 
 # -- per-prompt arrays for harness/metrics (one entry per prompt) ------------------------------------------

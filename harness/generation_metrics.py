@@ -37,7 +37,7 @@ def _identical_at(t: int):
         if cell.gen_n_new is not None and cell.gen_n_new < t:  # a continuation shorter than t says nothing of t
             raise NotMeasured(f"identical after {t} tokens: {cell.variant} × {cell.runtime} generated only "
                               f"{cell.gen_n_new} tokens per prompt")
-        return ((G.divergences(a, r, cell.gen_n_new) >= t).astype(np.float64),)
+        return (G.identical_after(G.divergences(a, r, cell.gen_n_new), t),)  # the survival curve's own definition
     return data
 
 
