@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from core.names import REFERENCE
-from harness.generation import cut
+from harness.generation import cut, empty, has_loop
 from harness.instructions import judge
 from harness.shared_inputs import decode
 
@@ -20,16 +20,23 @@ def section(prompts: list, info: dict, cells, n_new: int, source_path: Path) -> 
     for c in cells:
         d = c.doc()
         if c.ok:
-            answers, judged = [], []
+            answers, judged, unsound = [], [], []
             for p, toks in zip(prompts, c.result["instruct"]["tokens"]):
                 cont = cut(toks, eos)
                 text = decode(source_path, cont.tokens)
                 answers.append({"text": text, "n_tokens": len(cont.tokens), "ended": cont.ended})
                 judged.append(judge(text, p.instructions))
+                # a loop or an empty answer is damage, never an instruction followed (the generation measure's
+                # definitions: harness/generation.py)
+                unsound.append(has_loop(cont) or empty(cont) or not text.strip())
             d.update({"seconds": round(c.result["instruct"]["seconds"], 2), "answers": answers,
-                      "strict": [j["strict"] for j in judged], "loose": [j["loose"] for j in judged],
-                      "prompt_strict": [j["prompt_strict"] for j in judged],
-                      "prompt_loose": [j["prompt_loose"] for j in judged]})
+                      "strict": [[ok and not u for ok in j["strict"]] for j, u in zip(judged, unsound)],
+                      "loose": [[ok and not u for ok in j["loose"]] for j, u in zip(judged, unsound)],
+                      "prompt_strict": [j["prompt_strict"] and not u for j, u in zip(judged, unsound)],
+                      "prompt_loose": [j["prompt_loose"] and not u for j, u in zip(judged, unsound)],
+                      "degenerate": unsound,
+                      # followed as the checks read it, but by a looping or empty answer: shown as damage
+                      "followed_but_degenerate": [bool(j["prompt_loose"] and u) for j, u in zip(judged, unsound)]})
             d["by_instruction"] = by_instruction(prompts, d["strict"])
         docs.append(d)
     return {"n_new": n_new, "eos_ids": eos, "chat_template": info.get("chat_template"), "seed": info.get("seed"),

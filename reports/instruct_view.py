@@ -51,6 +51,9 @@ def instruct_frame(results) -> pd.DataFrame | None:
         d["loose drop vs fp16, pts"] = _pct(_row(results, v, rt, "if_prompt_loose_drop"), signed=True)
         ended = [a["ended"] for a in c["answers"]]
         d["answers ended"] = f"{sum(ended)}/{len(ended)}"
+        bad = c.get("followed_but_degenerate")
+        # answers the checks would pass that loop or are empty: not counted as followed, shown as damage
+        d["followed by a loop or empty answer"] = f"{sum(bad)}/{len(bad)}" if bad is not None else "—"
         out.append(d)
     return pd.DataFrame(out)
 
