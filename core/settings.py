@@ -39,8 +39,8 @@ class RunOptions:
     calib: Path | None = opt(None, "calibration text (.txt, or .jsonl with a 'text' field; default: shipped general text)")
     eval_text: Path | None = opt(None, "evaluation text (default: the shipped WikiText-2 raw test)")
     force: bool = opt(False, "rebuild artifacts and re-run every cell")
-    synthetic_weights: str | None = opt(None, "performance only: a model of this shape (qwen3-4b, qwen3-32b, llama-70b, "
-                                              "tiny-qwen3) with random weights; no quality metrics", metavar="SHAPE")
+    synthetic_weights: str | None = opt(None, "performance only: a model of this shape (qwen3-4b, llama-8b, qwen3-32b, llama-70b, "
+                                              "tiny-qwen3) with random weights: every measure runs and is timed; no quality figure is reported", metavar="SHAPE")
     tokenizer: Path | None = opt(None, "tokenizer folder for --synthetic-weights (default: the embedded SmolLM2 one)")
     notes: tuple[str, ...] = opt((), "statements the report must carry", cli=False)
     build_only: bool = opt(False, "build (or reuse) the variants, evaluate nothing")
@@ -127,6 +127,8 @@ class TaskSettings:
     limit: int | None = opt(200, "examples per task (0: all)")
     num_fewshot: int = opt(0, "few-shot examples per request")
     seed: int = opt(1234, "lm-eval's seed (few-shot sampling)", flag="--task-seed")
+    requests: Path | None = opt(None, flag="--task-requests", help="the tasks' tokenized requests, exported where lm-eval is installed "
+                                "(evaluators/lm_eval_tasks.export_requests): a host without lm-eval runs them, unscored")
 
     def __post_init__(self) -> None:
         if tuple(t.lower() for t in self.tasks) in (("none",), ("",)):

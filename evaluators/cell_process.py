@@ -166,6 +166,16 @@ def _generate(rt, spec: CellSpec) -> dict:
     return {"tokens": tokens, "seconds": time.perf_counter() - t1}
 
 
+def _busy_shares(samplers, spans: dict) -> dict:
+    """Per measure of the cell: the GPU-busy share (0..1), the mean over the cell's GPUs; None where unsampled."""
+    out = {}
+    for name, (a, b) in spans.items():
+        got = [s.busy_share(a, b) for s in samplers]
+        got = [g for g in got if g is not None]
+        out[name] = round(sum(got) / len(got), 3) if got else None
+    return out
+
+
 def _load_identity(spec: CellSpec) -> tuple:
     """What the loaded model depends on: a pair's measures that agree on it share one load."""
     return (spec.runtime, spec.artifact, spec.format, json.dumps(spec.options, sort_keys=True), spec.threads,
@@ -189,11 +199,13 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
         spec = spec.with_(write_reference=False, reference_dir=None,
                           kernel_check_out=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"qc-rank{rank}-{os.getpid()}.npy"))
     vram = [GpuMemorySampler(i).start() for i in _cell_gpus()] if device != "cpu" and rank == 0 else []
+    spans: dict[str, list[float]] = {}  # measure -> [start, end] (perf_counter): GPU-busy shares
     t0 = time.perf_counter()
     if not reuse:
         if held is not None:
             held[0].close()
         rt.load(Path(spec.artifact), spec.format, threads, spec.n_ctx)
+    spans["load"] = [t0, time.perf_counter()]
     loaded_notes = list(rt.notes)
     result: dict = {"load_s": time.perf_counter() - t0, "threads": threads, "device": device,
                     "role": spec.role, "model_reused": reuse}
@@ -208,12 +220,17 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
         t1 = time.perf_counter()
         result["loglikelihoods"] = score_task_requests(rt, spec)
         result["tasks_seconds"] = time.perf_counter() - t1
+        spans["tasks"] = [t1, time.perf_counter()]
     elif spec.kind == "long":
         progress("long windows")
+        t1 = time.perf_counter()
         result["long"] = score_long(rt, spec)
+        spans["long"] = [t1, time.perf_counter()]
     elif spec.kind == "instruct":
         progress(f"instruction following: {len(spec.gen_prompts)} prompts x {spec.gen_tokens} tokens")
+        t1 = time.perf_counter()
         result["instruct"] = _generate(rt, spec)
+        spans["instruct"] = [t1, time.perf_counter()]
     else:
         win = Windows.load(Path(spec.windows))
         probe = spec.tokenizer_probe
@@ -228,10 +245,14 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
                                              "n_runtime": len(own), "n_source": len(ref)}
         if spec.score:
             progress("scoring windows")
+            t1 = time.perf_counter()
             result.update(score_windows(rt, win, spec))
+            spans["windows"] = [t1, time.perf_counter()]
         if spec.gen_prompts:
             progress(f"generation: {len(spec.gen_prompts)} prompts x {spec.gen_tokens} tokens")
+            t1 = time.perf_counter()
             result["generation"] = _generate(rt, spec)
+            spans["generation"] = [t1, time.perf_counter()]
         progress("sanity generation")
         g = rt.generate(spec.sanity_prompt_ids, spec.sanity_new_tokens)
         result["sanity_tokens"] = g.tokens
@@ -240,9 +261,11 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
             result["decode_check"] = check
         if spec.speed:
             prompt = [int(t) for t in win.ids.reshape(-1)[: spec.prefill_tokens]]
+            spans["speed"] = [time.perf_counter(), 0.0]
             with CpuWatch() as watch:
                 result["speed"] = measure_speed(rt, prompt, spec, win)
             result["speed"]["contention"] = watch.result
+            spans["speed"][1] = time.perf_counter()
             if spec.profile_decode:  # GPU torch runtimes: kernels per token, by kind
                 result["decode_profile"] = profile_decode(rt, prompt, PROFILE_STEPS)
             if check is not None and len(spec.decode_batches or []) > 0:
@@ -251,7 +274,9 @@ def run(spec: CellSpec, fault: str | None = None, held=None) -> tuple[dict, obje
         if rt.serving is not None:
             result["serving"] = measure_serving(rt, win, rt.serving)
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    spans["all"] = [t0, time.perf_counter()]
     if vram:
+        result["gpu_busy"] = _busy_shares(vram, spans)
         per_gpu = [v.stop() for v in vram]
         result["peak_vram_bytes"] = None if None in per_gpu else sum(per_gpu)
         if len(per_gpu) > 1:

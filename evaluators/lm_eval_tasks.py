@@ -194,7 +194,8 @@ def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> T
     try:
         import lm_eval  # noqa: F401
     except ImportError as e:
-        raise UserError(f"lm-eval is not installed in this environment ({e}); run `make setup`") from None
+        raise UserError(f"lm-eval is not installed in this environment ({e}); run `make setup`, or pass "
+                        "--task-requests with requests exported where it is") from None
     from transformers import AutoTokenizer
 
     RecordingLM, _ = _lm_classes()
@@ -214,6 +215,29 @@ def build_requests(settings: TaskSettings, tokenizer_dir: Path, work: Path) -> T
                                "pairs": pairs}))
     tmp.replace(cache)
     return TaskRequests(settings, pairs, path, sha)
+
+
+def export_requests(req: TaskRequests, dest: Path) -> None:
+    """One file with a run's task requests (settings, text pairs, token ids) for a host without lm-eval."""
+    doc = {"settings": req.settings.as_dict(), "sha256": req.sha256, "pairs": req.pairs,
+           "encoded": json.loads(req.path.read_bytes())}
+    dest.write_text(json.dumps(doc))
+
+
+def load_requests(settings: TaskSettings, src: Path, work: Path) -> TaskRequests:
+    """The requests export_requests wrote, refused unless they were built with these task settings."""
+    try:
+        doc = json.loads(Path(src).read_text())
+        stored, pairs, encoded, sha = doc["settings"], doc["pairs"], doc["encoded"], doc["sha256"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"cannot read the task requests '{src}': {e}") from None
+    if stored != settings.as_dict():
+        raise UserError(f"the task requests '{src}' were built for {stored}, not this run's {settings.as_dict()}")
+    blob = json.dumps(encoded).encode()
+    path = work / "tasks" / f"requests-{sha[:12]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    return TaskRequests(settings, [tuple(p) for p in pairs], path, sha)
 
 
 SCORES_FORMAT = "per-doc-v1+loglik"  # part of the scores' cache key: bump when the stored form changes

@@ -110,7 +110,7 @@ class CellPlanner:
                  gpus: GpuContext | None = None, gen_prompts: list | None = None) -> None:
         self.cfg, self.prepared, self.work, self.source = cfg, prepared, work, source
         self.reference_dir, self.gpus = reference_dir, gpus or GpuContext([])
-        self.gen_prompts = [list(p.ids) for p in gen_prompts] if gen_prompts and not cfg.synthetic else None
+        self.gen_prompts = [list(p.ids) for p in gen_prompts] if gen_prompts else None
 
     def quality(self, variant: str, outcome, runtime: str, has_reference: bool = True) -> CellSpec:
         """The cell that scores the windows, generates and times `variant` (built as `outcome`) on `runtime`."""
@@ -132,9 +132,9 @@ class CellPlanner:
             tokenizer_dir=str(self.source.path) if self.source is not None and info.env == "vllm" else None,
             hf_config_dir=str(self.source.path) if self.source is not None and runtime == REFERENCE_RUNTIME
             and fmt == "gguf" else None,
-            score=not cfg.synthetic, kld_top_k=s.kld_top_k,
-            reference_dir=str(self.reference_dir) if self.reference_dir and (is_ref or has_reference) and not cfg.synthetic else None,
-            write_reference=is_ref and not cfg.synthetic,
+            score=True, kld_top_k=s.kld_top_k,
+            reference_dir=str(self.reference_dir) if self.reference_dir and (is_ref or has_reference) else None,
+            write_reference=is_ref,
             # transformers computes a quantized format with its weights dequantized to floats: its speed would be
             # fp16's, not the format's, so none is reported for it (a quality reference only)
             speed=measured_speed, prefill_tokens=s.prefill_tokens, decode_tokens=s.decode_tokens,

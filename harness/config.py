@@ -182,7 +182,6 @@ def resolve(sections: dict[str, dict]) -> RunConfig:
             raise UserError(f"unknown synthetic shape '{run.synthetic_weights}' (choose from {', '.join(SHAPES)})")
         if run.model:
             raise UserError("--synthetic-weights and --model exclude each other")
-        tasks = replace(tasks, tasks=())  # no quality metrics on random weights
     if run.tokenizer is not None and not (run.tokenizer / "tokenizer.json").is_file():
         raise UserError(f"'{run.tokenizer}' has no tokenizer.json")
     options = {r: registry.runtime(r).make_options(sections.get(f"runtime.{r}", {}))

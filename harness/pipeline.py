@@ -129,10 +129,15 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         console.line(f"[tasks] lm-eval {', '.join(cfg.tasks.tasks)}: {cfg.tasks.num_fewshot}-shot, "
                      f"limit {cfg.tasks.limit or 'none'}; preparing requests")
         with clock.stage("lm-eval requests (built once, tokenized with the source tokenizer)", "tasks"):
-            task_req = build_requests(cfg.tasks, source.path, store.area("tasks"))
+            if cfg.tasks.requests:  # built where lm-eval is installed (an offline GPU host may lack it)
+                from evaluators.lm_eval_tasks import load_requests
+
+                task_req = load_requests(cfg.tasks, cfg.tasks.requests, store.area("tasks"))
+            else:
+                task_req = build_requests(cfg.tasks, source.path, store.area("tasks"))
         console.line(f"[tasks] {len(task_req.pairs)} loglikelihood requests, tokenized once with the source tokenizer")
     gen_prompts, gen_info = [], {}
-    if cfg.eval.gen_prompts and not cfg.synthetic:
+    if cfg.eval.gen_prompts:
         from harness.gen_prompts import prepare_prompts
 
         with clock.stage("generation prompts (chat questions, text openings)", "windows"):
@@ -142,13 +147,13 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
                      f"{' with the model' + chr(39) + 's chat template' if gen_info.get('chat_template') else ''}, "
                      f"{sum(p.set == 'text' for p in gen_prompts)} text openings) x {cfg.eval.gen_tokens} greedy tokens")
     long_probes = None
-    if cfg.eval.long_ctx and not cfg.synthetic:
+    if cfg.eval.long_ctx:
         from harness.long_probes import prepare_long
 
         with clock.stage("long windows (facts planted in long text)", "windows"):
             long_probes = prepare_long(source, text, cfg.eval, work, console)
     instruct, instruct_info = [], {}
-    if cfg.eval.instructions and not cfg.synthetic:
+    if cfg.eval.instructions:
         from harness.instruct_prompts import prepare_instructions
 
         with clock.stage("instruction-following prompts", "windows"):
@@ -163,19 +168,21 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
     all_cells = evaluate(jobs, out / "cells", cfg, console)
     for c in all_cells:
         what = {"tasks": "lm-eval", "long": "long windows", "instruct": "instructions"}.get(c.kind, "evaluate")
+        busy = (c.result or {}).get("gpu_busy") or {}
         clock.add(f"{what} {c.variant} × {c.runtime}", c.kind if c.kind in ("tasks", "long", "instruct") else "cell",
                   c.run_s, c.cached, "; ".join(filter(None, ["" if c.ok or c.unsupported is None else "unsupported",
-                                                            c.node and f"on {c.node}"])))
+                                                            c.node and f"on {c.node}"])), busy.get("all"))
         gen = (c.result or {}).get("generation") if c.kind == "quality" else None
         if gen:  # the generation stage of the cell just above, inside its time (not added to the total)
             clock.add(f"  of which generation ({len(gen['tokens'])} prompts)", "generation", gen["seconds"], c.cached,
-                      "inside the cell above")
+                      "inside the cell above", busy.get("generation"))
     cells = [c for c in all_cells if c.kind == "quality"]
     task_cells = [c for c in all_cells if c.kind == "tasks"]
     long_cells = [c for c in all_cells if c.kind == "long"]
     instruct_cells = [c for c in all_cells if c.kind == "instruct"]
     with clock.stage("lm-eval metrics from the cells' scores", "tasks"):
-        scores = score_task_cells(task_cells, task_req, store.area("tasks")) if task_req else {}
+        # random weights: the task cells are timed, not scored (no quality figure of a synthetic model)
+        scores = score_task_cells(task_cells, task_req, store.area("tasks")) if task_req and not cfg.synthetic else {}
     bandwidth = cached_bandwidth(cfg.eval.threads, console, cfg.eval.device)
     with clock.stage("results (assemble, checks)", "report"):
         results = assemble(source, cfg, prepared, variant_outcomes, cells, console, scores, task_cells, bandwidth,

@@ -223,7 +223,8 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
               if not c.ok and not c.unsupported}
     variant_errors = {v: o.error for v, o in variant_outcomes.items() if o.error}
     same = registry.same_weights_variants()
-    flags = check_cells(ppl, REFERENCE if ref else None, failed, variant_errors, same)
+    synthetic = source.origin == "synthetic"  # random weights: every measure ran and is timed; no quality figure
+    flags = check_cells({} if synthetic else ppl, REFERENCE if ref else None, failed, variant_errors, same)
     flags += nonfinite_flags([c for c in cells if c.ok])
     built = {v: o.manifest for v, o in variant_outcomes.items() if o.manifest}
     checks = kernel_checks(cell_docs, built, cfg.out / "work", {v: registry.kernel_tolerance(v) for v in built})
@@ -231,7 +232,11 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
     flags += decode_check_flags(cell_docs)
     long_section = long_doc.section(*long)
     if_section = instruct_doc.section(instruct[0], instruct[1], instruct[2], cfg.eval.instruct_tokens, source.path)
-    flags += long_doc.flags(cell_docs, long_section)
+    long_flags = long_doc.flags(cell_docs, long_section)
+    if synthetic:  # timings only; non-finite logits are a defect on any weights
+        gen_section = long_section = if_section = None
+        long_flags = [f for f in long_flags if "not finite" in f.message]
+    flags += long_flags
     broken = {(f.variant, f.runtime) for f in flags if f.level == "broken"}
     for d in cell_docs:
         if (d["variant"], d["runtime"]) in broken:
@@ -244,7 +249,8 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         ev = evidence.get((d["variant"], d["runtime"]))
         d["kld_percentiles"] = metrics.kld_curve(ev) if ev is not None and ev.kld_tokens is not None else None
     clusters = prepared.info.get("clusters")
-    rows = quality_rows(evidence, clusters) + rows + task_rows(evidence, task_scores)
+    if not synthetic:
+        rows = quality_rows(evidence, clusters) + rows + task_rows(evidence, task_scores)
     mixes = comparisons(evidence, clusters, {v: o.manifest.size_bytes for v, o in variant_outcomes.items() if o.manifest})
     for d in cell_docs:
         cont = (d.get("speed") or {}).get("contention") or {}

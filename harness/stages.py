@@ -19,6 +19,7 @@ class Stage:
     wall_s: float
     cached: bool = False
     note: str = ""
+    gpu_busy: float | None = None  # share of the stage's time a kernel ran on its GPU (cells on a GPU only)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -38,8 +39,9 @@ class StageClock:
         finally:
             self.stages.append(Stage(name, kind, time.time() - t0))
 
-    def add(self, name: str, kind: str, wall_s: float, cached: bool = False, note: str = "") -> None:
-        self.stages.append(Stage(name, kind, wall_s, cached, note))
+    def add(self, name: str, kind: str, wall_s: float, cached: bool = False, note: str = "",
+            gpu_busy: float | None = None) -> None:
+        self.stages.append(Stage(name, kind, wall_s, cached, note, gpu_busy))
 
     def as_list(self) -> list[dict]:
         return [s.as_dict() for s in self.stages]
@@ -61,11 +63,13 @@ def installs() -> list[Stage]:
 
 def summary(stages: list[dict]) -> str:
     """A plain-text table for the terminal: stage, seconds, and what was reused."""
+    gpu = any(s.get("gpu_busy") is not None for s in stages)
     rows = [(s["name"], "—" if s["wall_s"] != s["wall_s"] else f"{s['wall_s']:.1f}",
+             ("" if s.get("gpu_busy") is None else f"{100 * s['gpu_busy']:.0f}%") if gpu else None,
              "cached" if s["cached"] else s.get("note", "")) for s in stages]
     w = max([len(r[0]) for r in rows] + [5])
-    lines = [f"{'stage'.ljust(w)}  {'seconds':>8}  note"]
-    lines += [f"{n.ljust(w)}  {t:>8}  {note}" for n, t, note in rows]
+    lines = [f"{'stage'.ljust(w)}  {'seconds':>8}" + ("  GPU busy" if gpu else "") + "  note"]
+    lines += [f"{n.ljust(w)}  {t:>8}" + (f"  {b:>8}" if gpu else "") + f"  {note}" for n, t, b, note in rows]
     run = sum(s["wall_s"] for s in stages if s["kind"] not in ("install", "generation") and s["wall_s"] == s["wall_s"])
     lines.append(f"{'this run (installs excluded)'.ljust(w)}  {run:>8.1f}")
     for kind, what in (("long", "long windows"), ("instruct", "instruction following")):

@@ -20,6 +20,11 @@ SHAPES: dict[str, dict] = {
                      num_attention_heads=32, num_key_value_heads=8, head_dim=128, intermediate_size=9728,
                      vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
                      tie_word_embeddings=True, hidden_act="silu", attention_bias=False),
+    # Llama-3.1-8B's published config (vocab 128,256, untied output layer; its llama3 RoPE scaling left out)
+    "llama-8b": dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=4096, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, intermediate_size=14336,
+                     vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                     tie_word_embeddings=False, hidden_act="silu", attention_bias=False, mlp_bias=False),
     # models that do not fit one GPU in float16 (issue 15): Qwen3-32B's published config (65.5 GB in
     # float16) and Llama-3.1-70B's (141 GB; its llama3 RoPE scaling left out: the shape is what matters)
     "qwen3-32b": dict(model_type="qwen3", architectures=["Qwen3ForCausalLM"], hidden_size=5120, num_hidden_layers=64,

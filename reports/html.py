@@ -319,9 +319,12 @@ def render(results: dict, verdict: dict | None = None, limits: dict | None = Non
     if results.get("stages"):
         import pandas as pd
 
+        gpu = any(x.get("gpu_busy") is not None for x in results["stages"])
         st = pd.DataFrame([{"stage": x["name"], "seconds": "—" if x["wall_s"] is None else f"{x['wall_s']:.1f}",
+                            **({"GPU busy": "" if x.get("gpu_busy") is None else f"{100 * x['gpu_busy']:.0f}%"} if gpu else {}),
                             "reused": "cached" if x["cached"] else "", "note": x.get("note", "")} for x in results["stages"]])
-        run_s = sum(x["wall_s"] or 0 for x in results["stages"] if x["kind"] != "install")
+        # a cell's generation row lies inside the cell's own time: counted once
+        run_s = sum(x["wall_s"] or 0 for x in results["stages"] if x["kind"] not in ("install", "generation"))
         parts.append("<h2>Where the time went</h2>" + _table(st) +
                      f"<p class='note'>This run: {run_s:.0f} s (installs, made before it by <code>make</code>, excluded). "
                      "Cached stages came from the shared store (<code>quantcompare cache ls</code>).</p>")

@@ -103,6 +103,13 @@ def test_synthetic_weights_mode_on_cpu(tokenizer_dir, tmp_path):
     r = json.loads((out / "results.json").read_text())
     metrics = {(x["variant"], x["runtime"], x["metric"]) for x in r["rows"]}
     assert not any(m[2] in ("ppl", "kld_mean") for m in metrics), "quality must not be reported on random weights"
+    assert not any(m[2].startswith(("lambada", "piqa", "gen_", "if_", "long_")) for m in metrics), metrics
+    # ... yet every measure ran, and is timed: a release run's time is known before its weights exist
+    stages = {s["name"]: s for s in r["stages"]}
+    for name in ("lm-eval fp16 × transformers", "long windows gguf-q4_k_m × llama.cpp", "evaluate fp16 × transformers"):
+        assert name in stages and stages[name]["wall_s"] > 0, sorted(stages)
+    assert any(n.strip().startswith("of which generation") for n in stages), sorted(stages)
+    assert r["generation"] is None and r["long_context"] is None and not r["flags"], r["flags"]
     assert ("gguf-q4_k_m", "llama.cpp", "decode_tok_s_b3") in metrics
     assert ("fp16", "transformers", "ttft_s") in metrics
     cells = {(c["variant"], c["runtime"]): c for c in r["cells"]}
