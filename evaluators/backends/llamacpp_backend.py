@@ -227,6 +227,7 @@ class LlamaCppRuntime(Runtime):
         return Generation(out, t1 - t0, t2 - t1, n_new)
 
     GEN_SEQS = 16  # prompts decoded together in one context (a sequence id each)
+    GEN_SEQS_GPU = 64  # on a GPU: a step of 16 sequences leaves most of it idle
 
     def generate_many(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
         """Greedy continuations of several prompts in one context, each a function of its own prompt only.
@@ -242,8 +243,9 @@ class LlamaCppRuntime(Runtime):
 
         out: list = []
         vocab = self._model().n_vocab()
-        for s in range(0, len(prompts), self.GEN_SEQS):
-            group = [[int(t) for t in p] for p in prompts[s:s + self.GEN_SEQS]]
+        n = self.GEN_SEQS if self.device == "cpu" else self.GEN_SEQS_GPU
+        for s in range(0, len(prompts), n):
+            group = [[int(t) for t in p] for p in prompts[s:s + n]]
             real = len(group)
             if real == 1:
                 group = group * 2

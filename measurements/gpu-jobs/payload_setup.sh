@@ -3,7 +3,12 @@
 
 setup() {
   # the payload is copied off the working tree: a later call's sync removes .device unless it carries it
-  rm -rf "$DEV" && cp -r .device "$DEV"
+  # (or its compressed copy, .device-pack/payload.tar.xz, where the tree and the payload pass 64 MiB together)
+  if [ -f .device-pack/payload.tar.xz ]; then
+    rm -rf "$DEV" && mkdir -p "$DEV" && tar xJf .device-pack/payload.tar.xz -C "$DEV"
+  else
+    rm -rf "$DEV" && cp -r .device "$DEV"
+  fi
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $DEV/whl-main/*.whl
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/awqsite $DEV/whl-awq/*.whl
   cp -r "$DEV"/site/llama_cpp "$DEV"/site/llama_cpp_python-*.dist-info /tmp/site/
