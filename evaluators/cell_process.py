@@ -56,15 +56,17 @@ DECODE_CHECK_TOKENS = 16  # tokens a compiled decode step is checked on against 
 PROFILE_STEPS = 16  # decode steps profiled on GPU runs
 
 
-def _window_scores(rt, win: Windows, k: int, chunk: int = 4):
-    """Yield (window, full log-probs [scored, vocab] or None, sparse log-probs or None)."""
+def _window_scores(rt, win: Windows, k: int, chunk: int = 4, top_k: int = 0):
+    """Yield (window, full log-probs [scored, vocab] or None, sparse log-probs or None); top_k > 0: the rows
+    carry their top-k (the reference cell's)."""
     sl = slice(win.first, win.n_ctx - 1)
     if rt.full_logits:
         for w in range(win.n_windows):
-            logits = rt.logits(win.ids[w], keep_from=win.first)  # the last position predicts nothing scored
-            if logits.shape[0] != win.n_ctx - win.first:
-                raise RuntimeError(f"runtime returned {logits.shape[0]} positions for {win.n_ctx - win.first} asked")
-            yield w, RowLogprobs.from_logits(logits[:-1]), None
+            rows = rt.row_logprobs(win.ids[w], keep_from=win.first, top_k=top_k)  # the last position predicts nothing scored
+            n = rows.logits.shape[0]
+            if n != win.n_ctx - win.first:
+                raise RuntimeError(f"runtime returned {n} positions for {win.n_ctx - win.first} asked")
+            yield w, rows.rows(0, n - 1), None
         return
     for start in range(0, win.n_windows, chunk):
         ws = list(range(start, min(start + chunk, win.n_windows)))
@@ -95,7 +97,7 @@ def score_windows(rt, win: Windows, spec: CellSpec) -> dict:
     window_nll, token_nll, kld_all, top1_w, kld_w = [], [], [], [], []
     nonfinite = 0  # scored positions whose logits or log-probs are not finite (NaN / Inf): a broken variant
     t0 = time.perf_counter()
-    for w, rows, sparse in _window_scores(rt, win, k_sparse):
+    for w, rows, sparse in _window_scores(rt, win, k_sparse, top_k=int(spec.kld_top_k) if write_ref else 0):
         tgt = win.targets(w).astype(np.int64)
         if rows is not None:
             if tgt.max() >= rows.vocab:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 
 _TINY = 1e-30
@@ -21,14 +23,29 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
+LSE_THREADS = min(8, os.cpu_count() or 1)  # each chunk's arithmetic is the same whichever thread does it
+
+
 def logsumexp_rows(logits: np.ndarray, chunk: int = 16) -> np.ndarray:
     """float64 log-normalizer of each row of float32 logits, a few rows at a time (cache-sized, no
     [n, vocab] float64 copy): exp in float32 after subtracting the row max, sums in float64."""
     out = np.empty(logits.shape[0], dtype=np.float64)
-    for s in range(0, logits.shape[0], chunk):
+
+    def block(s: int) -> None:
         b = logits[s:s + chunk]
         m = b.max(axis=-1, keepdims=True)
         out[s:s + chunk] = m[:, 0].astype(np.float64) + np.log(np.exp(b - m).sum(axis=-1, dtype=np.float64))
+
+    starts = range(0, logits.shape[0], chunk)
+    workers = min(LSE_THREADS, len(starts))
+    if workers > 1 and logits.size >= 1 << 22:  # numpy releases the GIL in exp and sum: the same chunks, in threads
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(block, starts))
+    else:
+        for s in starts:
+            block(s)
     return out
 
 
@@ -40,6 +57,12 @@ class RowLogprobs:
 
     logits: np.ndarray  # [n, vocab], float32 as the runtime returned them (or log-probs with lse 0)
     lse: np.ndarray  # [n] float64
+    top: "TopK | None" = None  # the rows' top-k, where the runtime computed it beside the logits (on a GPU)
+
+    def rows(self, a: int, b: int) -> "RowLogprobs":
+        """Positions a .. b-1."""
+        top = None if self.top is None else TopK(self.top.ids[a:b], self.top.logp[a:b])
+        return RowLogprobs(self.logits[a:b], self.lse[a:b], top)
 
     @classmethod
     def from_logits(cls, logits: np.ndarray) -> "RowLogprobs":
@@ -94,6 +117,8 @@ class TopK:
     def from_rows(cls, rows: RowLogprobs, k: int) -> "TopK":
         """Top-k straight from the logits (same order as the log-probs), normalized afterwards."""
         k = min(k, rows.vocab)
+        if rows.top is not None and rows.top.ids is not None and rows.top.ids.shape[1] >= k:
+            return cls(rows.top.ids[:, :k], rows.top.logp[:, :k])
         if k == 1:
             ids = rows.argmax()[:, None]
         else:
@@ -162,3 +187,20 @@ def kld_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
 
 def top1_agree_sparse(ref: TopK, var: SparseLogprobs) -> np.ndarray:
     return (var.ids[:, 0] == ref.top1).astype(np.float64)
+
+
+def rows_on_gpu(logits, top_k: int = 0, device: str = "cuda") -> RowLogprobs:
+    """RowLogprobs of logits (a torch tensor on the GPU, or an array) with the log-normalizers and the top-k
+    computed on the GPU: on a GPU host these row reductions over a 100k+ vocabulary would otherwise leave the
+    GPU idle while one CPU core works (0.15 s per 511 rows for the normalizers, 0.8 s for a top-256)."""
+    import torch
+
+    with torch.inference_mode():
+        x = logits if isinstance(logits, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(logits))
+        x = x.to(device).float()
+        lse = torch.logsumexp(x, dim=-1).double()
+        top = None
+        if top_k > 0:
+            vals, ids = torch.topk(x, min(top_k, x.shape[-1]), dim=-1, sorted=True)
+            top = TopK(ids.int().cpu().numpy(), (vals.double() - lse[:, None]).float().cpu().numpy())
+        return RowLogprobs(x.cpu().numpy(), lse.cpu().numpy(), top)

@@ -16,10 +16,18 @@ from evaluators.windows import LongProbes
 ROW_CHUNK = 1024  # positions normalized at once (the logits of an 8k window are 1.6 GB in float32)
 
 
-def _window_rows(rt, ids: np.ndarray, k: int):
-    """Per chunk of positions 0 .. len-2: (first row, RowLogprobs or None, SparseLogprobs or None)."""
+def _window_rows(rt, ids: np.ndarray, k: int, top_k: int = 0):
+    """Per chunk of positions 0 .. len-2: (first row, RowLogprobs or None, SparseLogprobs or None); top_k > 0:
+    the rows carry their top-k (the reference cell's)."""
     n = len(ids)
     if rt.full_logits:
+        if getattr(rt, "device", "cpu") != "cpu":  # the row reductions run on the GPU (base.Runtime.row_logprobs)
+            rows = rt.row_logprobs(ids, keep_from=0, top_k=top_k)
+            if rows.logits.shape[0] != n:
+                raise RuntimeError(f"runtime returned {rows.logits.shape[0]} positions for a window of {n}")
+            for a in range(0, n - 1, ROW_CHUNK):
+                yield a, rows.rows(a, min(a + ROW_CHUNK, n - 1)), None
+            return
         logits = rt.logits(ids, keep_from=0)
         if logits.shape[0] != n:
             raise RuntimeError(f"runtime returned {logits.shape[0]} positions for a window of {n}")
@@ -58,7 +66,8 @@ def score_long(rt, spec) -> dict:
                 ref = TopK(z["ids"] if "ids" in z.files else None, z["logp"])
             if ref.logp.shape[0] != len(ids) - 1:
                 raise RuntimeError("the reference's long windows do not match this cell's")
-        for a, rows, sparse in _window_rows(rt, ids, rt.sparse_k):
+        top_k = int(spec.kld_top_k) if spec.write_reference else 0
+        for a, rows, sparse in _window_rows(rt, ids, rt.sparse_k, top_k=top_k):
             b = a + (rows.logits.shape[0] if rows is not None else len(sparse.target_logp))
             tgt = ids[a + 1: b + 1]
             if rows is not None:

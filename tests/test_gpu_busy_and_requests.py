@@ -39,3 +39,40 @@ def test_exported_requests_load_only_for_their_settings(tmp_path):
         load_requests(TaskSettings(tasks=("piqa",), limit=8), tmp_path / "export.json", tmp_path / "work")
     with pytest.raises(UserError, match="cannot read"):
         load_requests(settings, tmp_path / "missing.json", tmp_path / "work")
+
+
+def test_row_reductions_on_the_device_match_the_cpu_path():
+    """rows_on_gpu (run here on torch's CPU device: the same code) against the numpy normalizers and top-k."""
+    import numpy as np
+
+    from evaluators.kld import RowLogprobs, TopK, kld_topk, rows_on_gpu
+
+    x = np.random.default_rng(0).normal(size=(40, 3000)).astype(np.float32) * 4
+    ref = RowLogprobs.from_logits(x)
+    got = rows_on_gpu(x, top_k=16, device="cpu")
+    assert np.allclose(got.lse, ref.lse, rtol=0, atol=1e-5)
+    want = TopK.from_rows(ref, 16)
+    have = TopK.from_rows(got, 16)  # taken from the rows' own top-k
+    assert np.array_equal(have.ids, got.top.ids[:, :16])
+    assert np.array_equal(have.ids, want.ids) and np.allclose(have.logp, want.logp, atol=1e-5)
+    part = got.rows(5, 9)
+    assert part.logits.shape == (4, 3000) and np.array_equal(part.top.ids, got.top.ids[5:9])
+    assert np.allclose(kld_topk(want, got), kld_topk(want, ref), atol=1e-6)
+
+
+def test_a_torch_runtime_keeps_its_logits_on_the_device_for_the_row_reductions(tiny_qwen3):
+    """The GPU path of TorchDecodeMixin.row_logprobs, run on the CPU device: the rows and their top-k are those of
+    the logits the runtime returns."""
+    import numpy as np
+
+    from evaluators.backends.transformers_backend import TransformersRuntime
+    from evaluators.kld import RowLogprobs, TopK
+
+    rt = TransformersRuntime()
+    rt.load(tiny_qwen3, "hf-safetensors", 2, 256)
+    ids = np.asarray([1, 5, 9, 200, 31, 7, 7, 12])
+    want = RowLogprobs.from_logits(rt.logits(ids, keep_from=3))
+    rt._rows_on_device = lambda: True
+    got = rt.row_logprobs(ids, keep_from=3, top_k=8)
+    assert np.allclose(got.logits, want.logits) and np.allclose(got.lse, want.lse, atol=1e-5)
+    assert np.array_equal(got.top.ids, TopK.from_rows(want, 8).ids)

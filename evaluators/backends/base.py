@@ -76,6 +76,12 @@ class Runtime(ABC):
         asks for none there); the array may be a view that the next call overwrites."""
         raise NotImplementedError(f"{self.name} does not return full logits")
 
+    def row_logprobs(self, ids: np.ndarray, keep_from: int = 0, top_k: int = 0) -> RowLogprobs:
+        """`logits` as RowLogprobs; runtimes that hold the logits on a GPU override it to reduce the rows there
+        (and add their top-k where top_k > 0). llama.cpp's logits come back to the host: no torch beside its own
+        CUDA libraries in one process."""
+        return RowLogprobs.from_logits(self.logits(ids, keep_from))
+
     def prompt_logprobs(self, seqs: list[list[int]], k: int, last: int | list[int] | None = None) -> list[SparseLogprobs]:
         """For each sequence: entry i gives log p(ids[i+1] | ids[:i+1]) and the top-k at i, for
         every position, or for its `last` positions only (what log-likelihood requests need; one

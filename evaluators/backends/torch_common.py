@@ -37,6 +37,21 @@ class TorchDecodeMixin(Runtime):
             out = self.model(input_ids=x, use_cache=False, logits_to_keep=len(ids) - keep_from)
             return out.logits[0].float().cpu().numpy()
 
+    def _rows_on_device(self) -> bool:
+        return str(self.device) != "cpu"
+
+    def row_logprobs(self, ids: np.ndarray, keep_from: int = 0, top_k: int = 0):
+        """On a GPU: the logits stay there for the row reductions (base.Runtime.row_logprobs)."""
+        if not self._rows_on_device():
+            return super().row_logprobs(ids, keep_from, top_k)
+        from evaluators.kld import rows_on_gpu
+
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.asarray(ids, dtype=np.int64))[None].to(self.device)
+            out = self.model(input_ids=x, use_cache=False, logits_to_keep=len(ids) - keep_from)
+            return rows_on_gpu(out.logits[0], top_k, device=str(out.logits.device))
+
     def generate(self, prompt: list[int], n_new: int) -> Generation:
         return self.generate_batch([prompt], n_new)
 
