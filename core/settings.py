@@ -100,11 +100,14 @@ class EvalSettings:
     long_windows: int = opt(1, "long windows per length")
     needles: int = opt(5, "facts planted in each long window, at depths spread over 10 to 90 percent of the text")
     long_seed: int = opt(0, "seed of the long windows' text and facts")
-    # instruction following (harness/instructions.py): IFEval's verifiable instructions on short writing tasks
-    # 64 x 96: 100 x 128 took ~7 minutes on three cells of the default model (2 cores); 64 prompts leave about
-    # +-8 points on a paired drop
-    instructions: int = opt(64, "instruction-following prompts, each a writing task with one or two verifiable "
-                                 "instructions (0: none)")
+    # instruction following: IFBench's published prompts judged by its checkers (harness/if_reference.py), or the
+    # home-made set (harness/instructions.py). 64 x 96: 100 x 128 took ~7 minutes on three cells of the default
+    # model (2 cores)
+    instructions: int = opt(64, "instruction-following prompts, each with one or more verifiable instructions; "
+                                 "more than the set holds takes them all (0: none)")
+    instruct_set: str = opt("ifbench", "ifbench: IFBench's published test prompts, judged by its own checkers "
+                            "(if-verifiable); home: 40 hand-written tasks with IFEval-style instructions, judged by "
+                            "this harness's checks (not validated against IFEval's)", choices=("ifbench", "home"))
     instruct_tokens: int = opt(96, "greedy tokens per instruction-following prompt")
     instruct_seed: int = opt(0, "seed of the instruction-following prompts' tasks and instructions")
 

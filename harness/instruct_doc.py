@@ -25,7 +25,7 @@ def section(prompts: list, info: dict, cells, n_new: int, source_path: Path) -> 
                 cont = cut(toks, eos)
                 text = decode(source_path, cont.tokens)
                 answers.append({"text": text, "n_tokens": len(cont.tokens), "ended": cont.ended})
-                judged.append(judge(text, p.instructions))
+                judged.append(judge(text, p.instructions, p.text, info.get("checker", "home")))
                 # a loop or an empty answer is damage, never an instruction followed (the generation measure's
                 # definitions: harness/generation.py)
                 unsound.append(has_loop(cont) or empty(cont) or not text.strip())
@@ -40,6 +40,8 @@ def section(prompts: list, info: dict, cells, n_new: int, source_path: Path) -> 
             d["by_instruction"] = by_instruction(prompts, d["strict"])
         docs.append(d)
     return {"n_new": n_new, "eos_ids": eos, "chat_template": info.get("chat_template"), "seed": info.get("seed"),
+            "set": info.get("set", "home"), "set_name": info.get("set_name"), "checker": info.get("checker", "home"),
+            "left_out": info.get("left_out"),
             "greedy": True, "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
             "prompts": [{"id": p.id, "text": p.text, "instructions": p.instructions, "n_tokens": len(p.ids)}
                         for p in prompts],

