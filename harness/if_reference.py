@@ -61,6 +61,24 @@ def ensure_punkt() -> Path:
     return root
 
 
+def _package_without_api() -> None:
+    """if-verifiable's package module imports its scoring API, which loads prompt sets with `datasets` (not needed
+    here, and absent on a bare GPU host): the package is entered without it, its checker modules as they are."""
+    import importlib.util
+    import sys
+    import types
+
+    if "if_verifiable" in sys.modules:
+        return
+    spec = importlib.util.find_spec("if_verifiable")
+    if spec is None:
+        raise ImportError("No module named 'if_verifiable'")
+    pkg = types.ModuleType("if_verifiable")
+    pkg.__path__ = list(spec.submodule_search_locations or [])
+    pkg.__spec__ = spec
+    sys.modules["if_verifiable"] = pkg
+
+
 @lru_cache(maxsize=1)
 def registry() -> dict:
     """IFBench's checkers by instruction id, imported with NLTK's downloader refused (offline; no silent fetch)."""
@@ -71,6 +89,7 @@ def registry() -> dict:
     real = nltk.download
     nltk.download = lambda name, *a, **k: asked.append(name) or False  # if-verifiable asks at import time
     try:
+        _package_without_api()
         from if_verifiable.ifbench.instructions_registry import INSTRUCTION_DICT
     except ImportError as e:
         raise UserError(f"instruction following needs if-verifiable ({e}); run `make setup`") from None

