@@ -78,6 +78,24 @@ collect() {
      [ -f "$f" ] && mkdir -p "/tmp/qc-logs/$(dirname "$f")" && rel "$f" "/tmp/qc-logs/$f"
    done)
   (cd /tmp/qc-logs && tar czf "$OUT/cells-logs.tgz" . 2>/dev/null)
+  # what the cells finished so far report of themselves (a lease taken back mid-run still leaves these)
+  python3 - "$RUN" > "$OUT/cells-so-far.json" 2>/dev/null <<'PY'
+import json, pathlib, sys
+out = []
+for f in sorted(pathlib.Path(sys.argv[1], "cells").glob("*.json")):
+    if f.name.endswith(".spec.json"):
+        continue
+    try:
+        d = json.loads(f.read_text())
+    except ValueError:
+        continue
+    r = d.get("result") or {}
+    out.append({"cell": f.stem, "wall_s": d.get("wall_s"), "ok": r.get("ok"), "load_s": r.get("load_s"),
+                "gpu_busy": r.get("gpu_busy"), "peak_vram_bytes": r.get("peak_vram_bytes"),
+                "peak_rss_bytes": r.get("peak_rss_bytes"), "eval_seconds": r.get("eval_seconds"),
+                "generation_s": (r.get("generation") or {}).get("seconds"), "error": r.get("error")})
+json.dump(out, sys.stdout, indent=1)
+PY
 }
 
 case "${1:-start}" in
