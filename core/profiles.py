@@ -20,7 +20,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "release": {
         "eval": {"windows": 96, "gen_prompts": 192, "long_ctx": 8192, "long_windows": 9, "needles": 5,
-                 "instructions": 320, "speed_repeats": 3},
+                 "instructions": 276, "speed_repeats": 3},
         "tasks": {"limit": 600},
     },
 }

@@ -27,6 +27,9 @@ class Resolution:
 
 
 LADDER = "measurements/cpu-smollm2-long/ladder"
+# rules that cannot decide at the release profile's counts because the published set has too few units: they stay
+# out of the default policy (issue 37: a rule joins where its interval decides)
+SET_BOUND = {"max_if_loose_drop_points": "IFBench has 276 prompts checkable offline; the loose drop needs 307"}
 CHAT_POOL = 128  # chat questions shipped (data/generation/); text openings are as many as asked
 RESOLUTIONS: dict[str, Resolution] = {
     "max_ppl_increase_pct": Resolution("windows", 48, 1.11, 10.0),
@@ -41,6 +44,8 @@ RESOLUTIONS: dict[str, Resolution] = {
     "max_long_ppl_increase_pct_late": Resolution("long windows per length", 1, 2.96, 10.0),
     "max_long_kld_rise": Resolution("long windows per length", 1, 0.0233, 0.05),
     "max_needle_accuracy_drop": Resolution("planted facts", 20, 15.0, 10.0),
+    # the two instruction rules' widths were measured on the home-made prompt set (before IFBench's became the
+    # default); IFBench's are to be measured the same way
     "max_if_strict_drop_points": Resolution("instruction prompts", 64, 9.38, 10.0),
     "max_if_loose_drop_points": Resolution("instruction prompts", 64, 10.94, 10.0),
 }
