@@ -68,6 +68,31 @@ def window_data(results: dict, variant: str, runtime: str) -> dict:
     return data
 
 
+def profile_counts() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Windows per run and documents per task of the profiles and the plain default: the settings a record must
+    cover for the gate to call a run's interval validated."""
+    from core.profiles import PROFILES
+    from core.settings import EvalSettings
+
+    windows = sorted({EvalSettings().windows, *(p["eval"]["windows"] for p in PROFILES.values())})
+    limits = sorted({TaskSettings().limit, *(p["tasks"]["limit"] for p in PROFILES.values())})
+    return tuple(windows), tuple(limits)
+
+
+def study_all(data: dict, windows: tuple[int, ...], limits: tuple[int, ...], draws: int = 1000,
+              boot: Bootstrap = metrics.BOOTSTRAP) -> dict:
+    """The study at every count a run may use: window quantities per windows-per-run, task quantities per
+    documents-per-task."""
+    t0 = time.time()
+    by_windows = {str(n): study({**data, "tasks": {}}, n, draws, boot) for n in windows}
+    first = next(iter(by_windows.values()))
+    tasks = {name.split(":")[0]: {str(lim): task_study(d, name, lim, draws, boot) for lim in limits}
+             for name, d in (data.get("tasks") or {}).items()}
+    return {"draws": draws, "cluster_kind": data["cluster_kind"], "kld_method": data.get("kld_method"),
+            "windows_in_text": first["windows_in_text"], "bootstrap": first["bootstrap"], "by_windows": by_windows,
+            "tasks": tasks, "seconds": round(time.time() - t0, 1)}
+
+
 def _cells(data: dict, idx: np.ndarray | None = None) -> tuple[CellEvidence, CellEvidence]:
     """(variant, fp16) evidence on the windows idx (all windows when None)."""
     idx = slice(None) if idx is None else idx
@@ -159,13 +184,16 @@ def task_study(d: dict, name: str, limit: int, draws: int, boot: Bootstrap) -> d
             **{m: _coverage(hits[m], widths[m]) for m in TASK_METRICS}}
 
 
-def record_from_study(study: dict, source: str) -> dict:
-    """The validated quantities of a coverage study (its harness design only): the gate's record of them."""
-    windows = {m: round(c["coverage"], 4) for m, c in study["methods"][HARNESS].items() if c["validated"]}
-    tasks = {name: {m: round(t[m]["coverage"], 4) for m in TASK_METRICS if t[m]["validated"]}
-             for name, t in (study.get("tasks") or {}).items()}
-    return {"source": source, "draws": study["draws"], "windows_per_run": study["n_windows_per_run"],
-            "kld_method": study.get("kld_method"), "windows": windows, "tasks": {k: v for k, v in tasks.items() if v}}
+def record_from_study(res: dict, source: str) -> dict:
+    """The validated quantities of a study_all result (the harness design only), by the settings they hold at: the
+    gate's record (harness/gate/coverage_record.py)."""
+    windows = {n: {m: round(c["coverage"], 4) for m, c in s["methods"][HARNESS].items() if c["validated"]}
+               for n, s in res["by_windows"].items()}
+    tasks = {name: {lim: {m: round(t[m]["coverage"], 4) for m in TASK_METRICS if t[m]["validated"]}
+                    for lim, t in by_limit.items()} for name, by_limit in (res.get("tasks") or {}).items()}
+    return {"source": source, "draws": res["draws"], "resampled_by": res["cluster_kind"],
+            "kld_method": res.get("kld_method"), "windows": {n: w for n, w in windows.items() if w},
+            "tasks": {k: {lim: f for lim, f in v.items() if f} for k, v in tasks.items() if any(v.values())}}
 
 
 def main(argv: list[str]) -> int:
@@ -175,7 +203,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--data", type=Path, help="stored per-window data (instead of a results.json)")
     p.add_argument("--save-data", type=Path, help="write the per-window data taken from the results here")
     p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--windows", type=int, default=48)
+    p.add_argument("--windows", default=None, help="windows per run, comma-separated (default: every profile's)")
+    p.add_argument("--limits", default=None, help="documents per task, comma-separated (default: every profile's)")
     p.add_argument("--out", type=Path, help="write the study's figures here (JSON)")
     p.add_argument("--record", type=Path, help="also write the validated quantities here (the gate's "
                    "harness/gate/interval-coverage.json), naming --out as their source")
@@ -187,14 +216,20 @@ def main(argv: list[str]) -> int:
         data = window_data(json.loads(a.results.read_text()), variant.strip(), runtime.strip())
         if a.save_data:
             a.save_data.write_text(json.dumps(data))
-    res = {"data": {k: data[k] for k in ("model", "text", "n_ctx", "variant", "reference")}, **study(data, a.windows, a.draws)}
-    for method, d in res["methods"].items():
-        print(f"{method} ({res['draws']} draws of {res['n_windows_per_run']} windows):")
-        for m, c in d.items():
-            print(f"  {m}: {100 * c['coverage']:.1f}% (mean width {c['mean_width']:.4g}; truth {res['truth'][m]:.5g})")
-    for name, t in res["tasks"].items():
-        print(f"{name} ({res['draws']} draws of {t['documents_per_run']} of {t['documents_in_task']} documents): "
-              + "; ".join(f"{m} {100 * t[m]['coverage']:.1f}% (truth {t['truth'][m]:.4g})" for m in TASK_METRICS))
+    windows, limits = profile_counts()
+    windows = tuple(int(x) for x in a.windows.split(",")) if a.windows else windows
+    limits = tuple(int(x) for x in a.limits.split(",")) if a.limits else limits
+    res = {"data": {k: data[k] for k in ("model", "text", "n_ctx", "variant", "reference")},
+           **study_all(data, windows, limits, a.draws)}
+    for n, s in res["by_windows"].items():
+        for method, d in s["methods"].items():
+            print(f"{method} ({res['draws']} draws of {n} windows):")
+            for m, c in d.items():
+                print(f"  {m}: {100 * c['coverage']:.1f}% (mean width {c['mean_width']:.4g}; truth {s['truth'][m]:.5g})")
+    for name, by_limit in res["tasks"].items():
+        for lim, t in by_limit.items():
+            print(f"{name} ({res['draws']} draws of {t['documents_per_run']} of {t['documents_in_task']} documents): "
+                  + "; ".join(f"{m} {100 * t[m]['coverage']:.1f}% (truth {t['truth'][m]:.4g})" for m in TASK_METRICS))
     print(f"{res['seconds']} s")
     if a.out:
         a.out.write_text(json.dumps(res, indent=1))

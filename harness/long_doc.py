@@ -49,20 +49,28 @@ def flags(cell_docs: list[dict], long: dict | None) -> list[Flag]:
     for (v, rt), cell in evidence.items():
         if cell.long_kld is None:
             continue
+        names = LM.bucket_names(cell.long_ctx)
+        where = f"positions {names[-1].replace('_', '–')} against {names[0].replace('_', '–')}"
         try:
             rise = metrics.estimate(LM.KLD_RISE, cell, None)
             early = metrics.estimate(LM.kld_mean_at(0, cell.long_ctx), cell, None)
+        except LM.TooFewWindows:  # too few windows for an interval: the rule window by window
+            lost = LM.windows_losing_positions(cell)
+            if lost is not None:
+                out.append(Flag("broken", v, rt, f"KLD at {where} rises by {lost} nats in every long window that "
+                                "reaches them (each rise above its window's early KLD and "
+                                f"{LM.WINDOW_RISE_NATS} nats): the model loses its positions in long context "
+                                "(a RoPE setting lost in conversion?)"))
+            continue
         except metrics.NotMeasured:
             continue
         bar = max(LM.RISE_FLOOR_NATS, early.value)
         if rise.ci_low > bar:
             late = metrics.estimate(LM.late_kld_mean(cell.long_ctx), cell, None)
-            names = LM.bucket_names(cell.long_ctx)
             out.append(Flag("broken", v, rt,
-                            f"KLD at positions {names[-1].replace('_', '–')} is {late.value:.3f} nats against "
-                            f"{early.value:.3f} at {names[0].replace('_', '–')} (rise {rise.value:.3f} "
-                            f"[{rise.ci_low:.3f}, {rise.ci_high:.3f}]): the model loses its positions in long "
-                            "context (a RoPE setting lost in conversion?)"))
+                            f"KLD at {where}: {late.value:.3f} nats against {early.value:.3f} (rise {rise.value:.3f} "
+                            f"[{rise.ci_low:.3f}, {rise.ci_high:.3f}], resampled by window): the model loses its "
+                            "positions in long context (a RoPE setting lost in conversion?)"))
     return out
 
 

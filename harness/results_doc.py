@@ -82,9 +82,26 @@ def quality_rows(evidence: dict, clusters, boot=metrics.BOOTSTRAP) -> list[Row]:
             continue
         quantities = metrics.WINDOW_QUANTITIES + GEN_QUANTITIES + extra
         descriptive = {q.metric for q in quantities if q.descriptive}
-        for metric, e in metrics.estimate_all(cell, ref, clusters, boot, quantities=quantities).items():
+        got = metrics.estimate_all(cell, ref, clusters, boot, quantities=quantities)
+        for metric, e in got.items():
             # a descriptive figure is printed as it is, with no interval (KLD p99.9 and max)
             rows.append(Row(v, rt, metric, e.value) if metric in descriptive else _row(v, rt, metric, e))
+        rows += _long_values(cell, ref, [q for q in extra if q.metric not in got])
+    return rows
+
+
+def _long_values(cell, ref, missing) -> list[Row]:
+    """Long-window figures whose positions too few windows reach for an interval: the value alone."""
+    rows = []
+    for q in missing:
+        if not q.metric.startswith("long_") or (q.paired and (ref is None or ref is cell)):
+            continue
+        try:
+            q.data(cell, ref)
+        except long_metrics.TooFewWindows:
+            rows.append(Row(cell.variant, cell.runtime, q.metric, long_metrics.point(q, cell, ref)))
+        except metrics.NotMeasured:
+            continue
     return rows
 
 

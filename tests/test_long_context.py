@@ -85,11 +85,11 @@ def test_probes_plant_each_fact_and_its_answer(tokenizer_dir, tmp_path):
 
 # -- the quantities --------------------------------------------------------------------------------------
 
-def _cell(v, kld_scale_late=1.0, hits=None, seed=0, long_ctx=1024):
+def _cell(v, kld_scale_late=1.0, hits=None, seed=0, long_ctx=1024, per=2):
     from harness.evidence import CellEvidence
 
     rng = np.random.default_rng(seed)
-    lengths = [128, 128, 256, 256, 512, 512, 1024, 1024]
+    lengths = [L for L in (128, 256, 512, 1024) for _ in range(per)]
     kld = []
     for L in lengths:
         x = rng.exponential(0.02, L - 1)
@@ -99,7 +99,7 @@ def _cell(v, kld_scale_late=1.0, hits=None, seed=0, long_ctx=1024):
     ev = CellEvidence(v, "rt", "ok", long_ctx=long_ctx, long_nll=nll, long_kld=kld if v != "fp16" else None)
     if hits is not None:
         ev.needle_hits = np.asarray(hits, dtype=np.float64)
-        ev.needle_window = np.repeat(np.arange(8), 5)
+        ev.needle_window = np.repeat(np.arange(len(lengths)), 5)
     return ev
 
 
@@ -108,18 +108,23 @@ def test_bucket_quantities_and_the_rise():
     from harness import metrics as M
 
     assert LM.bucket_names(8192) == ["0_512", "512_2k", "2k_4k", "4k_8k"]
-    flat, bad = _cell("a"), _cell("b", kld_scale_late=10.0)
+    flat, bad = _cell("a", per=6), _cell("b", kld_scale_late=10.0, per=6)  # six windows a length: intervals
     e_flat, e_bad = M.estimate(LM.KLD_RISE, flat, None), M.estimate(LM.KLD_RISE, bad, None)
     assert e_flat.ci_low < 0 < e_flat.ci_high
     assert e_bad.ci_low > 0.1 and e_bad.value == pytest.approx(0.18, rel=0.15)
     late = M.estimate(LM.late_kld_mean(1024), bad, None)
     assert late.value == pytest.approx(0.2, rel=0.15) and late.ci_low < late.value < late.ci_high
     # ΔPPL by position is paired with fp16's blocks: a variant with fp16's NLL shows exactly 0
-    ref = _cell("fp16")
-    same = _cell("c")
+    ref = _cell("fp16", per=6)
+    same = _cell("c", per=6)
     same.long_nll = [x.copy() for x in ref.long_nll]
     d = M.estimate(LM.ppl_increase_at(3, 1024), same, ref)
     assert d.value == d.ci_low == d.ci_high == 0.0
+    # windows are the units: with two windows a length no interval, the value alone (a figure, never a rule)
+    two = _cell("b", kld_scale_late=10.0)
+    with pytest.raises(LM.TooFewWindows):
+        M.estimate(LM.KLD_RISE, two, None)
+    assert LM.point(LM.KLD_RISE, two, None) == pytest.approx(0.18, rel=0.2)
 
 
 def test_retrieval_drop_is_paired_by_window():
@@ -148,11 +153,13 @@ def test_the_long_window_check_flags_a_late_rise_only():
                                           "kld_per_position": None if c.long_kld is None else [x.tolist() for x in c.long_kld],
                                           "needle_hits": None} for c in cells]}
 
-    cells = [_cell("fp16"), _cell("ok"), _cell("noisy", kld_scale_late=1.5), _cell("lost", kld_scale_late=10.0)]
-    docs = [{"variant": c.variant, "runtime": "rt", "status": "ok"} for c in cells]
-    flags = long_doc.flags(docs, section(cells))
-    assert [(f.variant, f.level) for f in flags] == [("lost", "broken")]
-    assert "RoPE" in flags[0].message
+    for per in (2, 6):  # window by window (too few for an interval), then on the interval resampled by window
+        cells = [_cell("fp16", per=per), _cell("ok", per=per), _cell("noisy", kld_scale_late=1.5, per=per),
+                 _cell("lost", kld_scale_late=10.0, per=per)]
+        docs = [{"variant": c.variant, "runtime": "rt", "status": "ok"} for c in cells]
+        flags = long_doc.flags(docs, section(cells))
+        assert [(f.variant, f.level) for f in flags] == [("lost", "broken")], per
+        assert "RoPE" in flags[0].message and ("resampled by window" in flags[0].message) == (per == 6)
 
 
 def test_non_finite_long_windows_are_broken_loudly():
@@ -199,7 +206,7 @@ def test_a_gguf_that_lost_its_rope_scaling_is_flagged_broken(tokenizer_dir, tmp_
                         "--plugins", "tests.test_long_context", "--variants", f"fp16,gguf-f16,{LOST}",
                         "--tasks", "none", "--windows", "4", "--n-ctx", "64", "--gen-prompts", "0", "--instructions", "0",
                         "--prefill-tokens", "16", "--decode-tokens", "4", "--speed-repeats", "1",
-                        "--long-ctx", "1024", "--long-windows", "1", "--needles", "2"],
+                        "--long-ctx", "1024", "--long-windows", "5", "--needles", "2"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-3000:]  # a BROKEN variant: the run exits 1
     assert f"BROKEN: {LOST} × llama.cpp" in p.stdout and "RoPE" in p.stdout
@@ -227,10 +234,10 @@ def test_the_gate_bounds_late_kld_the_rise_and_retrieval_and_fails_closed_withou
     from tests.gate_fixtures import make_results
 
     r = make_results({"gguf-q8_0": {"kld": 0.01}, "gguf-q4_k_m": {"kld": 0.05}, "gguf-q2_k": {"kld": 0.05}})
-    cells = {"fp16": _cell("fp16", hits=[1] * 40), "gguf-q8_0": _cell("gguf-q8_0", hits=[1] * 40, seed=1),
-             "gguf-q4_k_m": _cell("gguf-q4_k_m", kld_scale_late=10.0, hits=[1, 1, 1, 0, 1] * 8, seed=2)}
+    cells = {"fp16": _cell("fp16", hits=[1] * 120, per=6), "gguf-q8_0": _cell("gguf-q8_0", hits=[1] * 120, seed=1, per=6),
+             "gguf-q4_k_m": _cell("gguf-q4_k_m", kld_scale_late=10.0, hits=[1, 1, 1, 0, 1] * 24, seed=2, per=6)}
     runtime = {c["variant"]: c["runtime"] for c in r["cells"]}
-    r["long_context"] = {"needles": [{"window": int(w)} for w in np.repeat(np.arange(8), 5)], "cells": [
+    r["long_context"] = {"needles": [{"window": int(w)} for w in np.repeat(np.arange(24), 5)], "cells": [
         {"variant": v, "runtime": runtime[v], "status": "ok", "n_ctx": c.long_ctx,
          "nll_per_position": [x.tolist() for x in c.long_nll],
          "kld_per_position": None if c.long_kld is None else [x.tolist() for x in c.long_kld],
@@ -252,3 +259,25 @@ def test_the_gate_bounds_late_kld_the_rise_and_retrieval_and_fails_closed_withou
     for k in ("max_long_kld_mean_late", "max_long_kld_rise", "max_needle_accuracy_drop"):
         d = by[("gguf-q2_k", k)]
         assert d.decision == "fail" and "not measured" in d.reason and "long windows" in d.reason
+
+
+def test_long_rules_fail_closed_with_too_few_windows_for_an_interval():
+    from harness.gate.policy import parse_policy
+    from harness.gate.rules import Gate
+    from tests.gate_fixtures import make_results
+
+    r = make_results({"gguf-q8_0": {"kld": 0.01}})
+    cells = {"fp16": _cell("fp16"), "gguf-q8_0": _cell("gguf-q8_0", seed=1)}  # two windows a length
+    runtime = {c["variant"]: c["runtime"] for c in r["cells"]}
+    r["long_context"] = {"needles": [], "cells": [
+        {"variant": v, "runtime": runtime[v], "status": "ok", "n_ctx": c.long_ctx,
+         "nll_per_position": [x.tolist() for x in c.long_nll],
+         "kld_per_position": None if c.long_kld is None else [x.tolist() for x in c.long_kld],
+         "needle_hits": None} for v, c in cells.items()]}
+    policy = parse_policy('policy_version = 1\n[variants."*"]\nmax_long_kld_mean_late = 0.10\nmax_long_kld_rise = 0.05\n',
+                          "test")
+    by = {(d.variant, d.rule): d for d in Gate(r, policy).run()}
+    for k in ("max_long_kld_mean_late", "max_long_kld_rise"):
+        d = by[("gguf-q8_0", k)]
+        assert d.decision == "fail" and "an interval needs 5" in d.reason, d.reason
+

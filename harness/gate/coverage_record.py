@@ -23,19 +23,31 @@ def _record() -> dict:
         return {"windows": {}, "tasks": {}}
 
 
-def interval_coverage(rule: str) -> float | None:
-    """The coverage shown for this rule's interval, or None (not validated). Baseline rules (a change between
-    two runs) and rules of tasks the study did not score are not validated."""
+KLD_QUANTITIES = ("kld_mean", "kld_p99", "top1_agreement")  # their record holds for its KLD method only
+
+
+def interval_coverage(rule: str, run: dict | None = None) -> float | None:
+    """The coverage shown for this rule's interval in a run with these settings, or None (not validated).
+
+    A record holds for the settings it was studied at only: windows per run and the resampling unit (window
+    rules), the KLD method (KLD rules), documents per task (task rules). run: {"windows", "resampled_by",
+    "kld_method", "task_limit"}; a setting it lacks matches nothing. Baseline rules (a change between two runs)
+    and rules of tasks the study did not score are not validated."""
     if rule.startswith("baseline."):
         return None
     key, _, task = rule.partition("[")
     quantity = RULE_QUANTITY.get(key)
     if quantity is None:
         return None
-    rec = _record()
+    rec, run = _record(), run or {}
     if task:
-        return (rec.get("tasks") or {}).get(task.rstrip("]"), {}).get(quantity)
-    return (rec.get("windows") or {}).get(quantity)
+        by_limit = (rec.get("tasks") or {}).get(task.rstrip("]")) or {}
+        return (by_limit.get(str(run.get("task_limit"))) or {}).get(quantity)
+    if run.get("resampled_by") is None or run.get("resampled_by") != rec.get("resampled_by"):
+        return None
+    if quantity in KLD_QUANTITIES and run.get("kld_method") != rec.get("kld_method"):
+        return None
+    return ((rec.get("windows") or {}).get(str(run.get("windows"))) or {}).get(quantity)
 
 
 def source() -> str | None:

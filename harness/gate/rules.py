@@ -45,6 +45,9 @@ class Gate:
         self.ref_key = reference(results)
         self.clusters = clusters(results)
         self.resampled_by = (results.get("windows") or {}).get("cluster_kind") or "window"
+        # what a coverage record must have been studied at to hold for this run (harness/gate/coverage_record.py)
+        self.settings = {"windows": (results.get("windows") or {}).get("n_windows"), "resampled_by": self.resampled_by,
+                         "task_limit": ((results.get("run") or {}).get("tasks") or {}).get("limit")}
         self.variant_errors = results.get("variant_errors") or {}
         self.variant_key = variant_key(results)
         # variants with the reference's weights (speed-ups are taken against one of them on the same runtime)
@@ -69,7 +72,8 @@ class Gate:
         value, lo, hi = est
         dec, reason = decide(direction, float(limit), value, lo, hi)
         return Decision(cell.variant, cell.runtime, rule, metric, "<=" if direction == "max" else ">=", float(limit),
-                        value, lo, hi, dec, reason, method, against, interval_coverage(rule))
+                        value, lo, hi, dec, reason, method, against,
+                        interval_coverage(rule, {**self.settings, "kld_method": cell.kld_method}))
 
     def _fail(self, variant, runtime, rule, metric, direction, limit, reason, against="fp16") -> Decision:
         return Decision(variant, runtime, rule, metric, "<=" if direction == "max" else ">=",
