@@ -33,27 +33,54 @@ def test_the_gates_record_is_the_studys():
     record = json.loads(RECORD_FILE.read_text())
     source = Path(__file__).resolve().parent.parent / record["source"]
     assert record == record_from_study(json.loads(source.read_text()), record["source"])
-    for figures in [record["windows"], *record["tasks"].values()]:
-        assert all(0.92 <= c <= 0.98 for c in figures.values()), figures
+    figures = [*record["windows"].values(), *(f for t in record["tasks"].values() for f in t.values())]
+    for f in figures:
+        assert all(0.92 <= c <= 0.98 for c in f.values()), f
+    # the quantities issue 37 asks to validate, at the quick profile's 48 windows
+    assert {"kld_mean", "top1_agreement"} <= set(record["windows"]["48"]), record["windows"]
+    assert "flip_rate" in record["tasks"]["piqa"]["200"], record["tasks"]
 
 
-def test_verdict_marks_the_rules_whose_interval_was_not_validated():
-    from harness.gate.coverage_record import interval_coverage
+def _verdict(settings: dict):
     from harness.gate.policy import parse_policy
     from harness.gate.rules import Gate
     from harness.gate.verdict import build, markdown
     from tests.gate_fixtures import make_results
 
-    record = json.loads((Path(__file__).resolve().parent.parent / "harness/gate/interval-coverage.json").read_text())
     r = make_results({"gguf-q4_k_m": {"ppl_shift": 0.03, "kld": 0.05}})
+    r["windows"].update(settings)
     policy = parse_policy('policy_version = 1\n[variants."*"]\nmax_ppl_increase_pct = 10.0\nmax_kld_median = 0.5\n'
                           'max_size_mb = 1000\n', "p")
-    ds = Gate(r, policy).run()
-    md = markdown(build(ds, policy, Path("results.json"), r, None, True))
-    rows = {line.split(" | ")[2]: line for line in md.splitlines() if line.startswith("| gguf-q4_k_m")}
-    assert interval_coverage("max_ppl_increase_pct") == record["windows"]["ppl_increase_pct"]
-    assert "max_ppl_increase_pct" in rows  # validated: no mark
+    md = markdown(build(Gate(r, policy).run(), policy, Path("results.json"), r, None, True))
+    return md, {line.split(" | ")[2]: line for line in md.splitlines() if line.startswith("| gguf-q4_k_m")}
+
+
+def test_verdict_marks_the_rules_whose_interval_was_not_validated():
+    from harness.gate.coverage_record import interval_coverage
+
+    record = json.loads((Path(__file__).resolve().parent.parent / "harness/gate/interval-coverage.json").read_text())
+    studied = {"n_windows": 48, "cluster_kind": record["resampled_by"]}
+    md, rows = _verdict(studied)
+    assert interval_coverage("max_ppl_increase_pct", {"windows": 48, "resampled_by": record["resampled_by"]}) == \
+        record["windows"]["48"]["ppl_increase_pct"]
+    assert "max_ppl_increase_pct" in rows  # validated at these settings: no mark
     assert "max_kld_median †" in rows  # no study of the median's interval
     assert "max_size_mb" in rows  # exact, no interval to validate
     assert "† interval not validated" in md
     assert interval_coverage("baseline.max_kld_mean_increase") is None
+
+
+def test_a_record_holds_only_at_the_settings_it_was_studied_at():
+    """A --windows 8 run, or windows resampled one by one, or another KLD method, is not validated (issue 37)."""
+    from harness.gate.coverage_record import interval_coverage
+
+    record = json.loads((Path(__file__).resolve().parent.parent / "harness/gate/interval-coverage.json").read_text())
+    _, rows = _verdict({"n_windows": 8, "cluster_kind": record["resampled_by"]})
+    assert "max_ppl_increase_pct †" in rows
+    _, rows = _verdict({"n_windows": 48, "cluster_kind": "window"})
+    assert "max_ppl_increase_pct †" in rows
+    run = {"windows": 48, "resampled_by": record["resampled_by"], "kld_method": record["kld_method"]}
+    assert interval_coverage("max_kld_mean", run) is not None
+    assert interval_coverage("max_kld_mean", {**run, "kld_method": "exact: whole vocabulary"}) is None
+    assert interval_coverage("max_flip_rate[piqa]", {"task_limit": 200}) is not None
+    assert interval_coverage("max_flip_rate[piqa]", {"task_limit": 10}) is None
