@@ -47,8 +47,9 @@ class CellGpus:
         return asdict(self)
 
 
-def visible_gpus() -> list[int]:
-    """Total memory in bytes of each visible GPU (CUDA_VISIBLE_DEVICES respected), from nvidia-smi."""
+def visible_gpus(respect_visible: bool = True) -> list[int]:
+    """Total memory in bytes of each visible GPU (CUDA_VISIBLE_DEVICES respected unless told not to: a node probe
+    counts every GPU of its node, whatever Ray showed the probe), from nvidia-smi."""
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=20).stdout
@@ -61,7 +62,7 @@ def visible_gpus() -> list[int]:
             mem[int(i)] = int(m) << 20
         except ValueError:
             continue
-    vis = os.environ.get("CUDA_VISIBLE_DEVICES")
+    vis = os.environ.get("CUDA_VISIBLE_DEVICES") if respect_visible else None
     order = [int(x) for x in vis.split(",") if x.strip().isdigit()] if vis else sorted(mem)
     return [mem[i] for i in order if i in mem]
 

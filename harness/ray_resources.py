@@ -50,8 +50,9 @@ def _node_gpus(n_gpus: int) -> list[int]:
         return [int(fake) << 20] * n_gpus
     from harness.gpu_plan import visible_gpus
 
-    os.environ.pop("CUDA_VISIBLE_DEVICES", None)  # a probe asks for no GPU; Ray may hide them from it
-    return visible_gpus()[:n_gpus]
+    # a probe asks for no GPU and Ray may hide them from it: every GPU of the node counts, and the worker's own
+    # CUDA_VISIBLE_DEVICES stays as Ray set it for the tasks it runs next
+    return visible_gpus(respect_visible=False)[:n_gpus]
 
 
 def _probe_node(n_gpus: int) -> dict:
@@ -68,7 +69,7 @@ def offers(ray) -> list[NodeOffer]:
     """What each alive node offers (probed once per driver and cluster)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    key = ray.get_runtime_context().gcs_address if hasattr(ray.get_runtime_context(), "gcs_address") else "cluster"
+    key = getattr(ray.get_runtime_context(), "gcs_address", None) or "cluster"
     if key in _OFFERS:
         return _OFFERS[key]
     nodes = [n for n in ray.nodes() if n.get("Alive")]

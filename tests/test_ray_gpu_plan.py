@@ -85,3 +85,17 @@ def test_task_requests_count_logical_cpus_and_memory():
     refuse_unplaceable("x", request(8, 1, need), smt)  # node b holds it
     with pytest.raises(UserError, match="9 logical CPUs"):
         refuse_unplaceable("x", request(9, 1, need), smt)
+
+
+def test_a_node_probe_counts_every_gpu_and_leaves_the_workers_environment(tmp_path, monkeypatch):
+    """The probe once popped CUDA_VISIBLE_DEVICES from its Ray worker: the next task on that worker saw every GPU."""
+    from harness.ray_resources import _node_gpus
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf '0, 81559\\n1, 81559\\n'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.delenv("QC_FAKE_GPU_MEMORY_MB", raising=False)
+    assert _node_gpus(2) == [81559 << 20] * 2
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
