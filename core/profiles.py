@@ -46,3 +46,11 @@ def profile_name(asked: str | None, device: str) -> str:
 def profile_layer(name: str) -> dict[str, dict]:
     """The profile's settings as config sections (a copy: callers may merge into it)."""
     return {sec: dict(values) for sec, values in PROFILES[name].items()}
+
+
+def tally(rows: list[dict]) -> dict:
+    """The one summary of a decidability table (harness/gate/resolution.py) that the terminal and the report print:
+    how many rules decide, and which cannot (with what they would need) or are not measured."""
+    return {"decide": sum(r["decides"] is True for r in rows), "total": len(rows),
+            "cannot": [r for r in rows if r["decides"] is False], "not_measured": [r["rule"] for r in rows
+                                                                                  if r["decides"] is None]}

@@ -59,11 +59,14 @@ def profile_line(prof: dict | None) -> str:
     """The terminal's word on the profile: its name and the gate rules that cannot decide at its counts."""
     if not prof:
         return ""
-    rows = prof["decidability"]
+    from core.profiles import tally
+
+    t = tally(prof["decidability"])
     cant = [f"{r['rule']} (±{r['half_width']:.3g} at {r['count']} {r['unit']}; needs {r['count_needed']})"
-            for r in rows if r["decides"] is False]
-    return (f"\nprofile {prof['name']}: {sum(r['decides'] is True for r in rows)} of {len(rows)} gate rules can decide "
-            f"at these counts" + ("; cannot: " + "; ".join(cant) if cant else "") + " (--profile release carries the counts)")
+            for r in t["cannot"]]
+    return (f"\nprofile {prof['name']}: {t['decide']} of {t['total']} gate rules can decide at these counts"
+            + ("; cannot: " + "; ".join(cant) if cant else "")
+            + (" (--profile release carries more)" if prof["name"] != "release" else ""))
 
 
 def run_compare(cfg: RunConfig, console) -> int:

@@ -297,7 +297,7 @@ def assemble(source, cfg, prepared, variant_outcomes, cells: list[CellOutcome], 
         "run": {
             "model_argument": cfg.model, "variants": list(cfg.variants), "eval": cfg.eval.as_dict(),
             "awq": cfg.awq.as_dict(), "reference": {"variant": REFERENCE[0], "runtime": REFERENCE[1]},
-            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(), "profile": cfg.profile,
+            "runtimes": list(cfg.runtimes), "tasks": cfg.tasks.as_dict(),
         },
         "profile": profile_doc(cfg),
         "config": cfg.as_sections(),  # `quantcompare compare --config results.json` repeats the run

@@ -13,11 +13,13 @@ def section(results: dict) -> str:
     prof = results.get("profile")
     if not prof:
         return ""
+    from core.profiles import tally
+
     rows = prof.get("decidability") or []
-    cant = [r["rule"] for r in rows if r["decides"] is False]
-    off = [r["rule"] for r in rows if r["decides"] is None]
+    t = tally(rows)
+    cant, off = [r["rule"] for r in t["cannot"]], t["not_measured"]
     head = (f"<p class='small'><b>Profile: {html.escape(prof['name'])}</b> — {html.escape(prof.get('summary', ''))}. "
-            f"{sum(r['decides'] is True for r in rows)} of {len(rows)} gate rules can decide at this run's counts"
+            f"{t['decide']} of {t['total']} gate rules can decide at this run's counts"
             + (f"; cannot: {html.escape(', '.join(cant))}" if cant else "")
             + (f"; not measured: {html.escape(', '.join(off))}" if off else "") + ".</p>")
     body = "".join(
@@ -33,5 +35,5 @@ def section(results: dict) -> str:
              "to its limit: a variant with half the limit's damage then passes and one with 1.5 times it fails. The "
              "half-widths are scaled by the square root of the count from those measured at the default counts "
              "(harness/gate/resolution.py). <code>--profile release</code> carries counts at which every rule "
-             "decides.</p></details>")
+             "decides but those its published prompt set is too small for (SET_BOUND there).</p></details>")
     return head + table

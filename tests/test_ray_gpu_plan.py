@@ -46,7 +46,7 @@ def test_gpu_cells_are_planned_from_the_cluster_and_placed_on_its_gpu_node(gpu_c
     p = _run(tiny_llama, out, tmp_path / "store", gpu_cluster, 80_000, "--device", "cuda")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     r = json.loads((out / "results.json").read_text())
-    assert r["run"]["profile"] == "release"  # --device cuda's default profile
+    assert r["profile"]["name"] == "release"  # --device cuda's default profile
     cells = [json.loads(f.read_text()) for f in (out / "cells").glob("*.json")
              if not f.name.endswith((".spec.json", ".result.json"))]
     assert cells and {c["measured_on"].get("node") for c in cells} == {"node_gpu"}
