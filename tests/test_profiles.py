@@ -47,3 +47,31 @@ def test_the_half_width_shrinks_with_the_square_root_of_the_count():
     many = {r["rule"]: r for r in decidability(_cfg(eval={"windows": 48}).as_sections())}
     assert few["max_kld_mean"]["half_width"] == pytest.approx(2 * many["max_kld_mean"]["half_width"])
     assert many["max_kld_mean"]["half_width"] == pytest.approx(RESOLUTIONS["max_kld_mean"].ref_half_width)
+
+
+def test_the_half_widths_are_the_ladder_archives():
+    """harness/gate/resolution.py's half-widths were copied by hand from the ladder's rows: recomputed here, the
+    widest of gguf-q4_k_m × llama.cpp and awq-int4 × transformers (the flip rate has no row: left to the gate)."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from harness.gate.resolution import LADDER
+
+    rows = json.load(gzip.open(Path(__file__).resolve().parent.parent / LADDER / "results.json.gz", "rt"))["rows"]
+    metric = {"max_ppl_increase_pct": ("ppl_increase_pct", 1), "max_kld_mean": ("kld_mean", 1),
+              "max_kld_p99": ("kld_p99", 1), "min_top1_agreement": ("top1_agreement", 1),
+              "max_acc_drop_points": (":acc_delta_vs_fp16", 100),
+              "max_loop_rate_increase": ("gen_loop_rate_increase", 1),
+              "max_degenerate_rate_increase": ("gen_degenerate_rate_increase", 1),
+              "max_long_kld_mean_late": ("long_kld_mean_4k_8k", 1),
+              "max_long_ppl_increase_pct_late": ("long_ppl_increase_pct_4k_8k", 1),
+              "max_long_kld_rise": ("long_kld_rise", 1), "max_needle_accuracy_drop": ("needle_accuracy_drop", 1),
+              "max_if_strict_drop_points": ("if_prompt_strict_drop", 1),
+              "max_if_loose_drop_points": ("if_prompt_loose_drop", 1)}
+    pairs = {("gguf-q4_k_m", "llama.cpp"), ("awq-int4", "transformers")}
+    for rule, (m, scale) in metric.items():
+        hw = [(r["ci_high"] - r["ci_low"]) / 2 * scale for r in rows if (r["variant"], r["runtime"]) in pairs
+              and r["ci_low"] is not None and (r["metric"] == m or (m[0] == ":" and r["metric"].endswith(m)))]
+        assert RESOLUTIONS[rule].ref_half_width == pytest.approx(max(hw), rel=0.005), rule
+    assert set(metric) | {"max_flip_rate"} == set(RESOLUTIONS)

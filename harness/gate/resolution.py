@@ -35,14 +35,16 @@ RESOLUTIONS: dict[str, Resolution] = {
     "max_ppl_increase_pct": Resolution("windows", 48, 1.11, 10.0),
     "max_kld_mean": Resolution("windows", 48, 0.0069, 0.10),
     "max_kld_p99": Resolution("windows", 48, 0.114, 1.0),
-    "min_top1_agreement": Resolution("windows", 48, 0.0088, 0.20, no_damage=1.0),
+    "min_top1_agreement": Resolution("windows", 48, 0.0089, 0.20, no_damage=1.0),
     "max_flip_rate": Resolution("documents per task", 200, 0.0375, 0.20),
     "max_acc_drop_points": Resolution("documents per task", 200, 4.0, 5.0),
     "max_loop_rate_increase": Resolution("generation prompts", 64, 10.94, 10.0),
     "max_degenerate_rate_increase": Resolution("generation prompts", 64, 10.94, 10.0),
-    "max_long_kld_mean_late": Resolution("long windows per length", 1, 0.0165, 0.10),
-    "max_long_ppl_increase_pct_late": Resolution("long windows per length", 1, 2.96, 10.0),
-    "max_long_kld_rise": Resolution("long windows per length", 1, 0.0233, 0.05),
+    # the long rules' widths are the ladder's, resampled by block of one window (the unit then); resampled by
+    # window (now) a run needs 5 windows a length for any interval, and these scale from the block figures
+    "max_long_kld_mean_late": Resolution("long windows per length", 1, 0.0167, 0.10),
+    "max_long_ppl_increase_pct_late": Resolution("long windows per length", 1, 2.82, 10.0),
+    "max_long_kld_rise": Resolution("long windows per length", 1, 0.0238, 0.05),
     "max_needle_accuracy_drop": Resolution("planted facts", 20, 15.0, 10.0),
     # the two instruction rules' widths were measured on the home-made prompt set (before IFBench's became the
     # default); IFBench's are to be measured the same way
