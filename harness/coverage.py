@@ -84,7 +84,7 @@ def study_all(data: dict, windows: tuple[int, ...], limits: tuple[int, ...], dra
     """The study at every count a run may use: window quantities per windows-per-run, task quantities per
     documents-per-task."""
     t0 = time.time()
-    by_windows = {str(n): study({**data, "tasks": {}}, n, draws, boot) for n in windows}
+    by_windows = {str(n): study({**data, "tasks": {}}, n, draws, boot, one_by_one=False) for n in windows}
     first = next(iter(by_windows.values()))
     tasks = {name.split(":")[0]: {str(lim): task_study(d, name, lim, draws, boot) for lim in limits}
              for name, d in (data.get("tasks") or {}).items()}
