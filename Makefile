@@ -131,12 +131,13 @@ bench: setup tools
 	$(BIN)/quantcompare bench $(if $(MODEL),--model "$(MODEL)") --out "$(or $(OUT),runs/bench)" --tools $(TOOLS_DIR)/bin $(ARGS)
 
 # Do the intervals hold their 95%? Scores every window of the text for fp16 and gguf-q4_k_m with the default
-# KLD (cached after the first time), then draws 1,000 subsets of 48 windows as compare chooses them
-# (harness/coverage.py). ARGS="--tasks piqa --limit 0" adds every PIQA document, and subsets of 200 of them.
+# KLD (cached after the first time), then draws 500 subsets of each profile's window count (48, 96) as compare
+# chooses them (harness/coverage.py). ARGS="--tasks piqa --limit 0" adds every PIQA document, and subsets of each
+# profile's documents per task (50, 200, 600).
 COVERAGE_OUT ?= runs/coverage-all
 coverage: setup
 	$(BIN)/quantcompare compare --variants fp16,gguf-q4_k_m --windows 0 --tasks none --gen-prompts 0 --speed-repeats 1 --out "$(COVERAGE_OUT)" $(ARGS) || test $$? -eq 1
-	$(BIN)/python -m harness.coverage "$(COVERAGE_OUT)/results.json" --variant "gguf-q4_k_m×llama.cpp" --draws 1000 \
+	$(BIN)/python -m harness.coverage "$(COVERAGE_OUT)/results.json" --variant "gguf-q4_k_m×llama.cpp" --draws 500 \
 		--save-data "$(COVERAGE_OUT)/windows.json" --out "$(COVERAGE_OUT)/coverage.json"
 
 # `make compare VLLM=1` adds vLLM as a runtime (fp16, awq-int4, and gguf where vLLM reads it).
