@@ -187,6 +187,10 @@ def task_study(d: dict, name: str, limit: int, draws: int, boot: Bootstrap) -> d
 def record_from_study(res: dict, source: str) -> dict:
     """The validated quantities of a study_all result (the harness design only), by the settings they hold at: the
     gate's record (harness/gate/coverage_record.py)."""
+    if "by_windows" not in res:  # a study of one window count (before the studies at every profile's counts)
+        res = {**res, "by_windows": {str(res["n_windows_per_run"]): res},
+               "tasks": {name.split(":")[0]: {str(t["documents_per_run"]): t}
+                         for name, t in (res.get("tasks") or {}).items()}}
     windows = {n: {m: round(c["coverage"], 4) for m, c in s["methods"][HARNESS].items() if c["validated"]}
                for n, s in res["by_windows"].items()}
     tasks = {name: {lim: {m: round(t[m]["coverage"], 4) for m in TASK_METRICS if t[m]["validated"]}
