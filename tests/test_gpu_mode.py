@@ -109,7 +109,9 @@ def test_synthetic_weights_mode_on_cpu(tokenizer_dir, tmp_path):
     for name in ("lm-eval fp16 × transformers", "long windows gguf-q4_k_m × llama.cpp", "evaluate fp16 × transformers"):
         assert name in stages and stages[name]["wall_s"] > 0, sorted(stages)
     assert any(n.strip().startswith("of which generation") for n in stages), sorted(stages)
-    assert r["generation"] is None and r["long_context"] is None and not r["flags"], r["flags"]
+    # no quality flag on random weights (a speed-contention warning may come from the tests beside this one)
+    assert r["generation"] is None and r["long_context"] is None
+    assert not [f for f in r["flags"] if f["level"] != "warning" or "speed measured" not in f["message"]], r["flags"]
     assert ("gguf-q4_k_m", "llama.cpp", "decode_tok_s_b3") in metrics
     assert ("fp16", "transformers", "ttft_s") in metrics
     cells = {(c["variant"], c["runtime"]): c for c in r["cells"]}
