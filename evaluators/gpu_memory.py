@@ -77,3 +77,13 @@ class GpuMemorySampler:
         """Mean utilization (0..1) of the samples taken between perf_counter() times t0 and t1; None: no sample."""
         got = [u for t, u in self.busy if t0 <= t <= t1]
         return round(sum(got) / len(got) / 100.0, 3) if got else None
+
+
+def busy_shares(samplers, spans: dict) -> dict:
+    """Per measure of the cell: the GPU-busy share (0..1), the mean over the cell's GPUs; None where unsampled."""
+    out = {}
+    for name, (a, b) in spans.items():
+        got = [s.busy_share(a, b) for s in samplers]
+        got = [g for g in got if g is not None]
+        out[name] = round(sum(got) / len(got), 3) if got else None
+    return out

@@ -6,7 +6,7 @@ import pytest
 
 from core.errors import UserError
 from core.settings import TaskSettings
-from evaluators.cell_process import _busy_shares
+from evaluators.gpu_memory import busy_shares as _busy_shares
 from evaluators.gpu_memory import GpuMemorySampler, _parse
 from evaluators.lm_eval_tasks import TaskRequests, export_requests, load_requests
 

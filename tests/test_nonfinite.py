@@ -1,7 +1,7 @@
 """Non-finite logits are counted once per scored position, never more positions than were scored."""
 import numpy as np
 
-from evaluators.cell_process import nonfinite_positions
+from evaluators.window_scores import nonfinite_positions
 from harness.variant_flags import nonfinite_flags
 
 
